@@ -1,0 +1,60 @@
+/*
+ * auth - password hashing and verification (libcrypt), password input for
+ * mailctl, and the per-client-address failure delay.
+ *
+ * Hashes are yescrypt ("$y$", libcrypt's default cost) and verification
+ * accepts any hash libcrypt knows (SHA-512-crypt "$6$" too).  Comparison is
+ * constant-time.  Passwords never appear in logs or error texts.
+ *
+ * auth_penalty keeps a bounded table of client addresses with recent
+ * failures; the delay before answering a failed login grows with their
+ * count (250 ms doubling up to AUTH_DELAY_MAX_MS) and the entry expires
+ * after AUTH_PENALTY_TTL seconds without failures.  The table has a fixed
+ * number of slots, so an attacker with many addresses cannot grow it.
+ */
+#ifndef MAILCORE_AUTH_H
+#define MAILCORE_AUTH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define AUTH_HASH_MAX 255
+#define AUTH_PASSWORD_MAX 1024
+#define AUTH_DELAY_MAX_MS 15000
+#define AUTH_PENALTY_TTL 900
+
+/* 0 with the hash in out, or -1 with err.  An empty password or one longer
+ * than AUTH_PASSWORD_MAX is refused. */
+int auth_hash(const char *password, char *out, size_t outlen, char *err, size_t errlen);
+/* 1 when password matches hash, 0 when not (or the hash is malformed or
+ * locked: "", "*...", "!...", or the password is over AUTH_PASSWORD_MAX). */
+int auth_verify(const char *password, const char *hash);
+
+/*
+ * Read a password for mailctl: from a terminal, prompt twice without echo
+ * and require both to match; otherwise (from_stdin, or stdin not a tty)
+ * read one line.  0, or -1 with err (empty, too long, mismatch, EOF).
+ * The line ends at "\n" or "\r\n" (neither is kept); a password longer
+ * than len - 1 or AUTH_PASSWORD_MAX bytes is an error, never truncated.
+ * The terminal is read with read(2) on fileno(in), not through in's
+ * buffer; echo is restored even when a signal ends the read.
+ */
+int auth_password_read(FILE *in, int from_stdin, char *buf, size_t len, char *err, size_t errlen);
+
+/* Addresses are keyed on their first 64 bytes; NULL or "" count as "-".
+ * Time is the caller's (a monotonic clock in ms): nothing here reads one.
+ * When the table is full, the entry whose last failure is oldest goes. */
+struct auth_penalty;
+/* NULL (EINVAL) for 0 slots, or ENOMEM. */
+struct auth_penalty *auth_penalty_new(size_t slots);
+void auth_penalty_free(struct auth_penalty *p);
+/* Record a failure from addr (text form) and return the delay in ms to
+ * apply before answering it: 250, 500, 1000, ... for the 1st, 2nd, 3rd
+ * failure, capped at AUTH_DELAY_MAX_MS. */
+uint64_t auth_penalty_fail(struct auth_penalty *p, const char *addr, uint64_t now_ms);
+void auth_penalty_success(struct auth_penalty *p, const char *addr);
+/* Failures from addr not yet expired; 0 when none. */
+unsigned auth_penalty_count(struct auth_penalty *p, const char *addr, uint64_t now_ms);
+
+#endif

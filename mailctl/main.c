@@ -1,0 +1,247 @@
+/*
+ * mailctl - the administrator's command line for mailcore.
+ *
+ * SYNOPSIS
+ *	mailctl [-c FILE] COMMAND [ARGS...]
+ *	mailctl --help | mailctl COMMAND --help
+ *
+ * DESCRIPTION
+ *	Users, aliases and groups are changed in LMDB directly; running
+ *	daemons see the change at once.  status, reload and stop talk to the
+ *	running master over run_directory/master.sock.  The commands and their
+ *	help texts are the table ctl_cmds[] below.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mailcore/conf.h"
+#include "mailcore/db.h"
+#include "mailcore/log.h"
+#include "mailcore/privsep.h"
+#include "mailcore/store.h"
+#include "mailctl.h"
+
+const struct ctl_cmd ctl_cmds[] = {
+    {"user add", "NAME|ADDRESS [--password-stdin] [--group GROUP]",
+     "Create a user.  NAME gets the address NAME@email_domain; a full ADDRESS\n"
+     "makes its local part the name.  The password is asked twice on the\n"
+     "terminal, or read as one line from stdin with --password-stdin.  The user\n"
+     "gets the mailboxes INBOX, Sent, Drafts, Trash and Junk.",
+     cmd_user_add},
+    {"user del", "NAME", "Delete a user with its addresses, mailboxes and messages.", cmd_user_del},
+    {"user list", "[--json]", "List users: name, primary address, aliases, groups.", cmd_user_list},
+    {"user passwd", "NAME [--password-stdin]",
+     "Set a user's password (asked on the terminal, or one line from stdin).", cmd_user_passwd},
+    {"alias add", "ADDRESS USER", "Deliver mail for ADDRESS to USER; USER may also send as it.",
+     cmd_alias_add},
+    {"alias del", "ADDRESS", "Remove an alias.", cmd_alias_del},
+    {"alias list", "", "List aliases: address and user.", cmd_alias_list},
+    {"group add", "GROUP", "Create a group (see relay_acl).", cmd_group_add},
+    {"group del", "GROUP", "Delete a group.", cmd_group_del},
+    {"group member add", "GROUP USER", "Add USER to GROUP.", cmd_group_member_add},
+    {"group member del", "GROUP USER", "Remove USER from GROUP.", cmd_group_member_del},
+    {"group list", "", "List groups and their members.", cmd_group_list},
+    {"config", "[-n] [--doc] [KEY...]",
+     "Print the effective configuration (secrets hidden); -n only what differs\n"
+     "from the defaults; --doc the table of every key with its default and meaning.",
+     cmd_config},
+    {"check", "",
+     "Validate the configuration, the mail_creator account, the daemon binaries,\n"
+     "the TLS certificate and key, the directories and the database, without\n"
+     "starting anything.  Warns when postmaster@email_domain reaches nobody.",
+     cmd_check},
+    {"status", "", "Show whether master runs and the pid of every daemon; exit 1 if not running.",
+     cmd_status},
+    {"reload", "", "Make master re-read the configuration (a broken one is refused).",
+     cmd_reload},
+    {"stop", "", "Stop master and every daemon gracefully.", cmd_stop},
+    {NULL, NULL, NULL, NULL},
+};
+
+int ctl_fail(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("mailctl: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return EXIT_FAIL;
+}
+
+static void print_cmd(FILE *out, const struct ctl_cmd *c, int full)
+{
+    fprintf(out, "  mailctl %s%s%s\n", c->name, c->synopsis[0] ? " " : "", c->synopsis);
+    if (full) {
+        const char *p = c->help;
+        while (*p) {
+            size_t n = strcspn(p, "\n");
+            fprintf(out, "      %.*s\n", (int)n, p);
+            p += n + (p[n] == '\n');
+        }
+    }
+}
+
+int ctl_help(const char *cmd)
+{
+    size_t len = cmd ? strlen(cmd) : 0;
+    int found = 0;
+
+    printf("usage:\n");
+    for (const struct ctl_cmd *c = ctl_cmds; c->name; c++)
+        if (cmd == NULL || (strncmp(c->name, cmd, len) == 0 &&
+                            (c->name[len] == '\0' || c->name[len] == ' '))) {
+            print_cmd(stdout, c, cmd != NULL);
+            found = 1;
+        }
+    if (cmd == NULL)
+        printf("\nOptions: -c FILE (default $MAILCORE_CONF or %s).\n"
+               "'mailctl COMMAND --help' explains a command.  Exit status: 0 done,\n"
+               "1 failed, 2 bad usage.\n", CONF_DEFAULT_PATH);
+    return found ? EXIT_OK : EXIT_USAGE;
+}
+
+int ctl_usage(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("mailctl: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\nusage:\n", stderr);
+    for (const struct ctl_cmd *c = ctl_cmds; c->name; c++)
+        if (strcmp(c->name, cmd) == 0)
+            print_cmd(stderr, c, 0);
+    return EXIT_USAGE;
+}
+
+int ctl_wants_help(int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return 1;
+    return 0;
+}
+
+void ctl_load_conf(struct ctl *ctl)
+{
+    char err[1024];
+
+    ctl->conf = conf_new();
+    if (ctl->conf == NULL || conf_load_file(ctl->conf, ctl->conf_path, err, sizeof err) < 0 ||
+        conf_validate(ctl->conf, err, sizeof err) < 0)
+        exit(ctl_fail("%s", ctl->conf ? err : "out of memory"));
+}
+
+int ctl_open_db(struct ctl *ctl)
+{
+    const char *dir = conf_str(ctl->conf, "data_directory");
+    const char *user = conf_str(ctl->conf, "mail_creator");
+    char err[1024];
+    uid_t uid;
+    gid_t gid;
+
+    if (privsep_file_owner(user, &uid, &gid, err, sizeof err) < 0 ||
+        privsep_dir("data_directory", dir, uid, gid, 0750, err, sizeof err) < 0)
+        return ctl_fail("%s", err);
+    /* From here on every file mailctl makes belongs to mail_creator. */
+    if (privsep_drop(user, err, sizeof err) < 0)
+        return ctl_fail("cannot become %s: %s", user, err);
+    ctl->db = db_open(dir, 1, uid, gid, err, sizeof err);
+    if (ctl->db == NULL)
+        return ctl_fail("%s", err);
+    ctl->store = store_open(ctl->db, dir, err, sizeof err);
+    if (ctl->store == NULL)
+        return ctl_fail("%s", err);
+    return 0;
+}
+
+void ctl_json_string(FILE *out, const char *s)
+{
+    fputc('"', out);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            fprintf(out, "\\%c", ch);
+        else if (ch < 0x20)
+            fprintf(out, "\\u%04x", ch);
+        else
+            fputc(ch, out);
+    }
+    fputc('"', out);
+}
+
+/* The longest command name that argv starts with. */
+static const struct ctl_cmd *find_cmd(int argc, char **argv, int *used)
+{
+    const struct ctl_cmd *best = NULL;
+    int best_words = 0;
+
+    for (const struct ctl_cmd *c = ctl_cmds; c->name; c++) {
+        const char *p = c->name;
+        int words = 0;
+        while (words < argc) {
+            size_t n = strcspn(p, " ");
+            if (strlen(argv[words]) != n || strncmp(argv[words], p, n) != 0)
+                break;
+            words++;
+            p += n;
+            if (*p == '\0')
+                break;
+            p++;
+        }
+        if (*p == '\0' && words > best_words) {
+            best = c;
+            best_words = words;
+        }
+    }
+    *used = best_words;
+    return best;
+}
+
+int main(int argc, char **argv)
+{
+    struct ctl ctl = {0};
+    const struct ctl_cmd *cmd;
+    const char *opt_c = NULL;
+    int used, status;
+
+    log_init("mailctl");
+    argc--, argv++;
+    while (argc > 0 && argv[0][0] == '-') {
+        if (strcmp(argv[0], "-c") == 0 && argc > 1) {
+            opt_c = argv[1];
+            argc -= 2, argv += 2;
+        } else if (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
+            return ctl_help(NULL);
+        } else {
+            fprintf(stderr, "mailctl: unknown option %s\n", argv[0]);
+            ctl_help(NULL);
+            return EXIT_USAGE;
+        }
+    }
+    if (argc == 0) {
+        ctl_help(NULL);
+        return EXIT_USAGE;
+    }
+    cmd = find_cmd(argc, argv, &used);
+    if (cmd == NULL) {
+        fprintf(stderr, "mailctl: unknown command '%s'\n", argv[0]);
+        return ctl_help(argv[0]) == EXIT_OK ? EXIT_USAGE : (ctl_help(NULL), EXIT_USAGE);
+    }
+    if (ctl_wants_help(argc - used, argv + used))
+        return ctl_help(cmd->name);
+    ctl.conf_path = conf_path_choose(opt_c);
+    status = cmd->run(&ctl, argc - used, argv + used);
+    if (ctl.store)
+        store_close(ctl.store);
+    if (ctl.db)
+        db_close(ctl.db);
+    conf_free(ctl.conf);
+    return status;
+}

@@ -1,0 +1,185 @@
+"""mailctl: users, aliases, groups, config, check and help, as an admin sees them.
+
+Changes must reach running daemons at once: testd answers LOGIN from LMDB.
+"""
+import json
+import os
+import pwd
+import re
+import unittest
+
+from mcfixture import CREATOR, IS_ROOT, SRC, Instance
+
+
+class Users(unittest.TestCase):
+    def setUp(self):
+        self.mc = Instance()
+        self.mc.__enter__()
+
+    def tearDown(self):
+        self.mc.__exit__(None, None, None)
+
+    def test_mailctl_user_add_list_and_mailboxes(self):
+        r = self.mc.add_user("alice")
+        self.assertIn("alice <alice@example.test>", r.stdout)
+        self.mc.add_user("Bob.Smith@Other.Example")
+        r = self.mc.mailctl("user", "list", check=True)
+        self.assertIn("alice <alice@example.test>", r.stdout)
+        self.assertIn("bob.smith <bob.smith@other.example>", r.stdout)
+        users = json.loads(self.mc.mailctl("user", "list", "--json", check=True).stdout)
+        alice = [u for u in users if u["name"] == "alice"][0]
+        self.assertEqual(alice["address"], "alice@example.test")
+        boxes = {m["name"]: m for m in alice["mailboxes"]}
+        self.assertEqual(sorted(boxes), ["Drafts", "INBOX", "Junk", "Sent", "Trash"])
+        for name in ("Sent", "Drafts", "Trash", "Junk"):
+            self.assertEqual(boxes[name]["special_use"], "\\" + name)
+        self.assertNotIn("special_use", boxes["INBOX"])
+        self.assertEqual(boxes["INBOX"]["messages"], 0)
+        self.assertNotIn("hash", json.dumps(users))
+
+    def test_mailctl_user_errors(self):
+        self.mc.add_user("alice")
+        r = self.mc.mailctl("user", "add", "alice", "--password-stdin", input="x\n")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("exists already", r.stderr)
+        for bad in ("a%b@example.test", "\"q\"@example.test", "@example.test", "alice@",
+                    "x@-bad.example", "<a@b.c>", "a" * 300 + "@x.test"):
+            r = self.mc.mailctl("user", "add", bad, "--password-stdin", input="x\n")
+            self.assertEqual(r.returncode, 1, bad)
+            self.assertIn("not a valid", r.stderr, bad)
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1)
+        r = self.mc.mailctl("user", "add", "carol", "hunter2", "--password-stdin",
+                            input="x\n")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("never given on the command line", r.stderr)
+        r = self.mc.mailctl("user", "add", "carol", input="hunter2\n")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--password-stdin", r.stderr)
+        r = self.mc.mailctl("user", "add", "carol", "--password-stdin", input="\n")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("empty", r.stderr)
+        r = self.mc.mailctl("user", "del", "nobody-here")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no user nobody-here", r.stderr)
+
+    def test_mailctl_aliases_and_groups(self):
+        self.mc.add_user("alice")
+        self.mc.add_user("bob")
+        self.mc.mailctl("alias", "add", "Sales@Example.Test", "alice", check=True)
+        r = self.mc.mailctl("alias", "list", check=True)
+        self.assertEqual(r.stdout, "sales@example.test alice\n")
+        r = self.mc.mailctl("alias", "add", "bob@example.test", "alice")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("in use already", r.stderr)
+        r = self.mc.mailctl("alias", "add", "x@example.test", "nobody")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no user nobody", r.stderr)
+        self.mc.mailctl("group", "add", "senders", check=True)
+        self.mc.mailctl("group", "member", "add", "senders", "bob", check=True)
+        self.assertEqual(self.mc.mailctl("group", "list", check=True).stdout, "senders: bob\n")
+        r = self.mc.mailctl("group", "member", "add", "nogroup", "bob")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no group nogroup", r.stderr)
+        r = self.mc.add_user("carol", "pw-carol", "--group", "senders")
+        self.assertEqual(self.mc.mailctl("group", "list", check=True).stdout,
+                         "senders: bob carol\n")
+        users = json.loads(self.mc.mailctl("user", "list", "--json", check=True).stdout)
+        alice = [u for u in users if u["name"] == "alice"][0]
+        self.assertEqual(alice["aliases"], ["sales@example.test"])
+        self.mc.mailctl("user", "del", "alice", check=True)
+        self.assertEqual(self.mc.mailctl("alias", "list", check=True).stdout, "")
+        self.mc.mailctl("group", "member", "del", "senders", "bob", check=True)
+        self.mc.mailctl("group", "del", "senders", check=True)
+        self.assertEqual(self.mc.mailctl("group", "list", check=True).stdout, "")
+
+    @unittest.skipUnless(IS_ROOT, "needs root")
+    def test_mailctl_as_root_leaves_files_owned_by_mail_creator(self):
+        self.mc.add_user("alice")
+        uid = pwd.getpwnam(CREATOR).pw_uid
+        data = self.mc.settings["data_directory"]
+        for root, dirs, files in os.walk(data):
+            for name in dirs + files:
+                path = os.path.join(root, name)
+                self.assertEqual(os.stat(path).st_uid, uid, path)
+        self.assertTrue(os.path.exists(os.path.join(data, "lock.mdb")))
+
+
+class LiveChanges(unittest.TestCase):
+    def test_mailctl_changes_reach_running_daemons_at_once(self):
+        with Instance() as mc:
+            mc.start()
+            self.assertIn("users=0", mc.testd_line())
+            mc.add_user("alice", "first-pw")
+            self.assertIn("users=1", mc.testd_line())
+            self.assertEqual(mc.testd_line(send="LOGIN alice first-pw")[1], "OK alice")
+            self.assertEqual(mc.testd_line(send="LOGIN ALICE@EXAMPLE.TEST first-pw")[1],
+                             "OK alice")
+            self.assertEqual(mc.testd_line(send="LOGIN alice wrong")[1], "NO")
+            mc.mailctl("user", "passwd", "alice", "--password-stdin", input="second-pw\n",
+                       check=True)
+            self.assertEqual(mc.testd_line(send="LOGIN alice first-pw")[1], "NO")
+            self.assertEqual(mc.testd_line(send="LOGIN alice second-pw")[1], "OK alice")
+            mc.mailctl("alias", "add", "info@example.test", "alice", check=True)
+            self.assertEqual(mc.testd_line(send="LOGIN info@example.test second-pw")[1],
+                             "OK alice")
+            self.assertEqual(mc.stop(), 0)
+
+
+class Config(unittest.TestCase):
+    def test_mailctl_config_prints_effective_values_and_hides_secrets(self):
+        with Instance(mailserver_password="Top-Secret-9") as mc:
+            r = mc.mailctl("config", check=True)
+            self.assertIn("mailserver_password = (hidden)\n", r.stdout)
+            self.assertIn("message_size_limit = 52428800\n", r.stdout)
+            self.assertNotIn("Top-Secret-9", r.stdout + r.stderr)
+            r = mc.mailctl("config", "-n", check=True)
+            self.assertIn("email_domain = example.test\n", r.stdout)
+            self.assertNotIn("message_size_limit", r.stdout)
+            r = mc.mailctl("config", "smtpd_port", "email_domain", check=True)
+            self.assertEqual(r.stdout, f"smtpd_port = {mc.settings['smtpd_port']}\n"
+                                       "email_domain = example.test\n")
+            r = mc.mailctl("config", "no_such_key")
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("no_such_key: unknown parameter", r.stderr)
+
+    def test_mailctl_config_doc_matches_readme(self):
+        with Instance() as mc:
+            doc = mc.mailctl("config", "--doc", check=True).stdout
+        with open(os.path.join(SRC, "README.md")) as f:
+            readme = f.read()
+        self.assertTrue(doc in readme, "README's configuration table is out of date: "
+                                       "paste `mailctl config --doc` into it")
+
+    def test_mailctl_check(self):
+        with Instance() as mc:
+            r = mc.mailctl("check")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("is valid", r.stdout)
+            self.assertIn("postmaster@example.test reaches nobody", r.stdout)
+            mc.add_user("alice")
+            mc.mailctl("alias", "add", "postmaster@example.test", "alice", check=True)
+            self.assertNotIn("postmaster", mc.mailctl("check").stdout)
+            mc.write_conf("imap_port = many\n")
+            r = mc.mailctl("check")
+            self.assertEqual(r.returncode, 1)
+            self.assertRegex(r.stderr, r"mailcore\.conf:\d+: imap_port: 'many' is not a port")
+
+    def test_mailctl_help_for_every_command(self):
+        with Instance() as mc:
+            r = mc.mailctl("--help")
+            self.assertEqual(r.returncode, 0)
+            commands = re.findall(r"^  mailctl ([a-z ]+?)(?: [A-Z\[-]|$)", r.stdout, re.M)
+            self.assertGreaterEqual(len(commands), 17)
+            for cmd in commands:
+                r = mc.mailctl(*cmd.split(), "--help")
+                self.assertEqual(r.returncode, 0, cmd)
+                self.assertIn("mailctl " + cmd, r.stdout)
+            r = mc.mailctl("frobnicate")
+            self.assertEqual(r.returncode, 2)
+            self.assertIn("unknown command", r.stderr)
+            r = mc.mailctl("user", "del")
+            self.assertEqual(r.returncode, 2)
+
+
+if __name__ == "__main__":
+    unittest.main()

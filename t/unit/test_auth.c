@@ -1,0 +1,482 @@
+/*
+ * test_auth.c - password hashing, verification, password input and the
+ * failure delay table.
+ */
+#include "check.h"
+#include "mailcore/auth.h"
+
+#include <crypt.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+/* ---- hashing ---------------------------------------------------------- */
+
+static void test_auth_hash_verify_round_trip(void)
+{
+    char hash[AUTH_HASH_MAX + 1], err[256] = "";
+
+    CHECK_INT(auth_hash("correct horse", hash, sizeof hash, err, sizeof err), 0);
+    CHECK(strncmp(hash, "$y$", 3) == 0);
+    CHECK_INT(auth_verify("correct horse", hash), 1);
+}
+
+static void test_auth_verify_rejects_wrong_password(void)
+{
+    char hash[AUTH_HASH_MAX + 1], err[256];
+
+    CHECK_INT(auth_hash("correct horse", hash, sizeof hash, err, sizeof err), 0);
+    CHECK_INT(auth_verify("correct hors", hash), 0);
+    CHECK_INT(auth_verify("correct horse ", hash), 0);
+    CHECK_INT(auth_verify("", hash), 0);
+    CHECK_INT(auth_verify(NULL, hash), 0);
+}
+
+static void test_auth_verify_rejects_malformed_hashes(void)
+{
+    char hash[AUTH_HASH_MAX + 1], err[256], longhash[4096];
+    const char *bad[] = {"",     "*",       "*0",      "!",  "$y$", "$6$",
+                         "$6$$", "garbage", "$y$j9T$", "$$", "$1",  "$x$abc$def"};
+    size_t i;
+
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (auth_verify("", bad[i]) != 0 || auth_verify("garbage", bad[i]) != 0) {
+            fprintf(stderr, "accepted malformed hash \"%s\"\n", bad[i]);
+            CHECK(0);
+        }
+    }
+    CHECK_INT(auth_verify("x", NULL), 0);
+
+    /* A valid hash with junk appended, and a very long one. */
+    CHECK_INT(auth_hash("pw", hash, sizeof hash, err, sizeof err), 0);
+    memset(longhash, 'a', sizeof longhash - 1);
+    longhash[sizeof longhash - 1] = '\0';
+    memcpy(longhash, hash, strlen(hash));
+    CHECK_INT(auth_verify("pw", longhash), 0);
+    memset(longhash, 'a', sizeof longhash - 1);
+    memcpy(longhash, "$6$", 3);
+    CHECK_INT(auth_verify("pw", longhash), 0);
+    /* A truncated valid hash. */
+    hash[strlen(hash) - 1] = '\0';
+    CHECK_INT(auth_verify("pw", hash), 0);
+}
+
+static void test_auth_verify_accepts_sha512_crypt(void)
+{
+    char setting[CRYPT_GENSALT_OUTPUT_SIZE], hash[AUTH_HASH_MAX + 1];
+    struct crypt_data *cd = calloc(1, sizeof *cd);
+    const char *res;
+
+    CHECK(cd != NULL);
+    if (cd == NULL)
+        return;
+    CHECK(crypt_gensalt_rn("$6$", 0, NULL, 0, setting, sizeof setting) != NULL);
+    res = crypt_rn("hunter2", setting, cd, (int)sizeof *cd);
+    CHECK(res != NULL && strncmp(res, "$6$", 3) == 0);
+    if (res != NULL) {
+        snprintf(hash, sizeof hash, "%s", res);
+        CHECK_INT(auth_verify("hunter2", hash), 1);
+        CHECK_INT(auth_verify("hunter3", hash), 0);
+    }
+    free(cd);
+}
+
+static void test_auth_hash_salts_each_hash(void)
+{
+    char a[AUTH_HASH_MAX + 1], b[AUTH_HASH_MAX + 1], err[256];
+
+    CHECK_INT(auth_hash("same", a, sizeof a, err, sizeof err), 0);
+    CHECK_INT(auth_hash("same", b, sizeof b, err, sizeof err), 0);
+    CHECK(strcmp(a, b) != 0);
+    CHECK_INT(auth_verify("same", a), 1);
+    CHECK_INT(auth_verify("same", b), 1);
+}
+
+static void test_auth_hash_rejects_empty_and_small_buffer_without_leaking_password(void)
+{
+    char hash[16], err[256] = "";
+
+    CHECK_INT(auth_hash("", hash, sizeof hash, err, sizeof err), -1);
+    CHECK_HAS(err, "empty");
+    err[0] = '\0';
+    CHECK_INT(auth_hash("Sup3rSecret", hash, sizeof hash, err, sizeof err), -1);
+    CHECK(err[0] != '\0');
+    CHECK(strstr(err, "Sup3rSecret") == NULL);
+}
+
+/* ---- password input from a pipe or a file ----------------------------- */
+
+/* A stream that yields exactly text (len bytes). */
+static FILE *file_with(const char *text, size_t len)
+{
+    FILE *f = tmpfile();
+
+    if (f == NULL)
+        return NULL;
+    if (len > 0 && fwrite(text, 1, len, f) != len) {
+        fclose(f);
+        return NULL;
+    }
+    rewind(f);
+    return f;
+}
+
+static int read_from(const char *text, char *buf, size_t len, char *err, size_t errlen)
+{
+    FILE *f = file_with(text, strlen(text));
+    int rc;
+
+    CHECK(f != NULL);
+    if (f == NULL)
+        return -2;
+    err[0] = '\0';
+    rc = auth_password_read(f, 1, buf, len, err, errlen);
+    fclose(f);
+    return rc;
+}
+
+static void test_auth_password_read_reads_one_line(void)
+{
+    char buf[AUTH_PASSWORD_MAX + 1], err[256];
+
+    CHECK_INT(read_from("s3cret\nsecond line\n", buf, sizeof buf, err, sizeof err), 0);
+    CHECK_STR(buf, "s3cret");
+    CHECK_INT(read_from("no newline at end", buf, sizeof buf, err, sizeof err), 0);
+    CHECK_STR(buf, "no newline at end");
+    CHECK_INT(read_from("  spaces kept \n", buf, sizeof buf, err, sizeof err), 0);
+    CHECK_STR(buf, "  spaces kept ");
+}
+
+static void test_auth_password_read_strips_crlf(void)
+{
+    char buf[AUTH_PASSWORD_MAX + 1], small[8], err[256];
+
+    CHECK_INT(read_from("s3cret\r\n", buf, sizeof buf, err, sizeof err), 0);
+    CHECK_STR(buf, "s3cret");
+    /* The '\r' does not count against the length. */
+    CHECK_INT(read_from("1234567\r\n", small, sizeof small, err, sizeof err), 0);
+    CHECK_STR(small, "1234567");
+}
+
+static void test_auth_password_read_rejects_empty(void)
+{
+    char buf[64], err[256];
+
+    CHECK_INT(read_from("\n", buf, sizeof buf, err, sizeof err), -1);
+    CHECK_HAS(err, "empty password");
+    CHECK_INT(read_from("\r\n", buf, sizeof buf, err, sizeof err), -1);
+    CHECK_HAS(err, "empty password");
+}
+
+static void test_auth_password_read_rejects_too_long_without_truncating(void)
+{
+    char buf[AUTH_PASSWORD_MAX + 16], small[8], err[256];
+    char *line = malloc(AUTH_PASSWORD_MAX + 3);
+
+    CHECK(line != NULL);
+    if (line == NULL)
+        return;
+    /* Exactly AUTH_PASSWORD_MAX is fine, one more is not, even if buf is larger. */
+    memset(line, 'p', AUTH_PASSWORD_MAX);
+    memcpy(line + AUTH_PASSWORD_MAX, "\n", 2);
+    CHECK_INT(read_from(line, buf, sizeof buf, err, sizeof err), 0);
+    CHECK_INT(strlen(buf), AUTH_PASSWORD_MAX);
+    memset(line, 'p', AUTH_PASSWORD_MAX + 1);
+    memcpy(line + AUTH_PASSWORD_MAX + 1, "\n", 2);
+    CHECK_INT(read_from(line, buf, sizeof buf, err, sizeof err), -1);
+    CHECK_HAS(err, "password too long");
+    free(line);
+
+    /* Bounded by the caller's buffer too. */
+    CHECK_INT(read_from("12345678\n", small, sizeof small, err, sizeof err), -1);
+    CHECK_HAS(err, "password too long");
+    CHECK_INT(read_from("1234567\n", small, sizeof small, err, sizeof err), 0);
+    CHECK_STR(small, "1234567");
+}
+
+static void test_auth_password_read_rejects_eof(void)
+{
+    char buf[64], err[256];
+
+    CHECK_INT(read_from("", buf, sizeof buf, err, sizeof err), -1);
+    CHECK_HAS(err, "end of input");
+}
+
+static void test_auth_password_read_from_pipe_is_not_a_tty(void)
+{
+    char buf[64], err[256] = "";
+    int fds[2];
+    FILE *in;
+
+    CHECK_INT(pipe(fds), 0);
+    CHECK_INT(write(fds[1], "piped\n", 6), 6);
+    close(fds[1]);
+    in = fdopen(fds[0], "r");
+    CHECK(in != NULL);
+    if (in == NULL)
+        return;
+    /* from_stdin is 0: the pipe alone must select the one-line path. */
+    CHECK_INT(auth_password_read(in, 0, buf, sizeof buf, err, sizeof err), 0);
+    CHECK_STR(buf, "piped");
+    fclose(in);
+}
+
+/* ---- password input from a terminal ----------------------------------- */
+
+/* Read from the pty master into acc until it contains want (5 s bound). */
+static int pty_expect(int master, char *acc, size_t cap, size_t *used, const char *want)
+{
+    struct pollfd pfd = {master, POLLIN, 0};
+    ssize_t n;
+
+    while (strstr(acc, want) == NULL) {
+        if (poll(&pfd, 1, 5000) <= 0 || *used + 1 >= cap)
+            return -1;
+        n = read(master, acc + *used, cap - 1 - *used);
+        if (n <= 0)
+            return -1;
+        *used += (size_t)n;
+        acc[*used] = '\0';
+    }
+    return 0;
+}
+
+/*
+ * Run auth_password_read in a child whose controlling terminal is a new pty
+ * and type first/second at its prompts.  The child reports "rc|buf-or-err|echo"
+ * into result; everything it showed on the terminal goes into screen.
+ */
+static int tty_session(const char *first, const char *second, char *result, size_t rlen,
+                       char *screen, size_t slen)
+{
+    char *name;
+    size_t used = 0;
+    int master, fds[2], status;
+    ssize_t n;
+    pid_t pid;
+
+    screen[0] = '\0';
+    master = posix_openpt(O_RDWR | O_NOCTTY);
+    if (master < 0 || grantpt(master) < 0 || unlockpt(master) < 0 ||
+        (name = ptsname(master)) == NULL) {
+        fprintf(stderr, "no pty available: %s\n", strerror(errno));
+        if (master >= 0)
+            close(master);
+        return -2;
+    }
+    if (pipe(fds) < 0) {
+        close(master);
+        return -1;
+    }
+    pid = fork();
+    if (pid == 0) {
+        char buf[64], err[128], out[256];
+        struct termios t;
+        FILE *in;
+        int s, rc, echo;
+
+        close(master);
+        close(fds[0]);
+        setsid();
+        s = open(name, O_RDWR); /* becomes the controlling terminal */
+        if (s < 0 || (in = fdopen(s, "r")) == NULL)
+            _exit(2);
+        err[0] = '\0';
+        rc = auth_password_read(in, 0, buf, sizeof buf, err, sizeof err);
+        echo = tcgetattr(s, &t) == 0 && (t.c_lflag & ECHO) != 0;
+        snprintf(out, sizeof out, "%d|%s|%s", rc, rc == 0 ? buf : err, echo ? "echo" : "noecho");
+        if (write(fds[1], out, strlen(out)) < 0)
+            _exit(3);
+        _exit(0);
+    }
+    close(fds[1]);
+    if (pid < 0) {
+        close(fds[0]);
+        close(master);
+        return -1;
+    }
+    if (pty_expect(master, screen, slen, &used, "Password: ") == 0 &&
+        write(master, first, strlen(first)) > 0 &&
+        pty_expect(master, screen, slen, &used, "Retype password: ") == 0)
+        (void)!write(master, second, strlen(second));
+    n = read(fds[0], result, rlen - 1);
+    result[n > 0 ? n : 0] = '\0';
+    close(fds[0]);
+    /* Drain what the child printed after the second prompt. */
+    {
+        struct pollfd pfd = {master, POLLIN, 0};
+        while (used + 1 < slen && poll(&pfd, 1, 100) > 0 &&
+               (n = read(master, screen + used, slen - 1 - used)) > 0) {
+            used += (size_t)n;
+            screen[used] = '\0';
+        }
+    }
+    waitpid(pid, &status, 0);
+    close(master);
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+static void test_auth_password_read_tty_prompts_twice_without_echo(void)
+{
+    char result[256], screen[1024];
+    int rc = tty_session("s3cret\n", "s3cret\n", result, sizeof result, screen, sizeof screen);
+
+    if (rc == -2)
+        return; /* no ptys in this sandbox */
+    CHECK_INT(rc, 0);
+    CHECK_STR(result, "0|s3cret|echo");
+    CHECK_HAS(screen, "Password: ");
+    CHECK_HAS(screen, "Retype password: ");
+    CHECK(strstr(screen, "s3cret") == NULL);
+}
+
+static void test_auth_password_read_tty_rejects_mismatch_and_restores_echo(void)
+{
+    char result[256], screen[1024];
+    int rc = tty_session("s3cret\n", "s3creT\n", result, sizeof result, screen, sizeof screen);
+
+    if (rc == -2)
+        return;
+    CHECK_INT(rc, 0);
+    CHECK_STR(result, "-1|passwords do not match|echo");
+    CHECK(strstr(screen, "s3cre") == NULL);
+}
+
+/* ---- failure delay ---------------------------------------------------- */
+
+static void test_auth_penalty_delays_grow_and_cap(void)
+{
+    struct auth_penalty *p = auth_penalty_new(16);
+    const uint64_t want[] = {250, 500, 1000, 2000, 4000, 8000, 15000, 15000, 15000};
+    size_t i;
+
+    CHECK(p != NULL);
+    if (p == NULL)
+        return;
+    CHECK_INT(auth_penalty_count(p, "192.0.2.1", 0), 0);
+    for (i = 0; i < sizeof want / sizeof want[0]; i++)
+        CHECK_INT(auth_penalty_fail(p, "192.0.2.1", 1000 + i), want[i]);
+    CHECK_INT(auth_penalty_count(p, "192.0.2.1", 2000), 9);
+    for (i = 0; i < 100; i++)
+        CHECK(auth_penalty_fail(p, "192.0.2.1", 3000) == AUTH_DELAY_MAX_MS);
+    /* Another address has its own count. */
+    CHECK_INT(auth_penalty_fail(p, "2001:db8::1", 3000), 250);
+    auth_penalty_free(p);
+}
+
+static void test_auth_penalty_expires_after_ttl_since_last_failure(void)
+{
+    struct auth_penalty *p = auth_penalty_new(4);
+    const uint64_t ttl = (uint64_t)AUTH_PENALTY_TTL * 1000;
+
+    CHECK(p != NULL);
+    if (p == NULL)
+        return;
+    CHECK_INT(auth_penalty_fail(p, "a", 0), 250);
+    CHECK_INT(auth_penalty_fail(p, "a", 600000), 500);
+    /* The TTL runs from the last failure, not the first. */
+    CHECK_INT(auth_penalty_count(p, "a", ttl), 2);
+    CHECK_INT(auth_penalty_count(p, "a", 600000 + ttl - 1), 2);
+    CHECK_INT(auth_penalty_count(p, "a", 600000 + ttl), 0);
+    CHECK_INT(auth_penalty_fail(p, "a", 600000 + ttl), 250);
+    CHECK_INT(auth_penalty_count(p, "a", 600000 + ttl), 1);
+    /* A clock that steps back does not expire or crash anything. */
+    CHECK_INT(auth_penalty_count(p, "a", 5), 1);
+    auth_penalty_free(p);
+}
+
+static void test_auth_penalty_success_clears(void)
+{
+    struct auth_penalty *p = auth_penalty_new(4);
+
+    CHECK(p != NULL);
+    if (p == NULL)
+        return;
+    auth_penalty_fail(p, "198.51.100.7", 10);
+    auth_penalty_fail(p, "198.51.100.7", 20);
+    auth_penalty_fail(p, "198.51.100.8", 20);
+    CHECK_INT(auth_penalty_count(p, "198.51.100.7", 30), 2);
+    auth_penalty_success(p, "198.51.100.7");
+    CHECK_INT(auth_penalty_count(p, "198.51.100.7", 30), 0);
+    CHECK_INT(auth_penalty_fail(p, "198.51.100.7", 40), 250);
+    CHECK_INT(auth_penalty_count(p, "198.51.100.8", 40), 1);
+    auth_penalty_success(p, "never.failed");
+    auth_penalty_free(p);
+}
+
+static void test_auth_penalty_four_slots_survive_many_addresses(void)
+{
+    struct auth_penalty *p = auth_penalty_new(4);
+    char addr[64];
+    unsigned i, remembered = 0;
+
+    CHECK(p != NULL);
+    if (p == NULL)
+        return;
+    /* One persistent attacker, refreshed often, among 1000 passers-by. */
+    for (i = 0; i < 1000; i++) {
+        snprintf(addr, sizeof addr, "10.0.%u.%u", i / 256, i % 256);
+        CHECK_INT(auth_penalty_fail(p, addr, 1000 + i), 250);
+        if (i % 2 == 0)
+            auth_penalty_fail(p, "203.0.113.66", 1000 + i);
+    }
+    /* The table keeps at most four entries: the newest. */
+    for (i = 0; i < 1000; i++) {
+        snprintf(addr, sizeof addr, "10.0.%u.%u", i / 256, i % 256);
+        remembered += auth_penalty_count(p, addr, 2000) > 0;
+    }
+    CHECK(remembered <= 3);
+    CHECK_INT(auth_penalty_count(p, "10.0.3.231", 2000), 1); /* i = 999 */
+    CHECK_INT(auth_penalty_count(p, "10.0.0.0", 2000), 0);
+    CHECK_INT(auth_penalty_count(p, "203.0.113.66", 2000), 500);
+    CHECK_INT(auth_penalty_fail(p, "203.0.113.66", 2001), AUTH_DELAY_MAX_MS);
+    auth_penalty_free(p);
+}
+
+static void test_auth_penalty_bounds_long_and_missing_addresses(void)
+{
+    struct auth_penalty *p = auth_penalty_new(2);
+    char longaddr[300];
+
+    CHECK(p != NULL);
+    if (p == NULL)
+        return;
+    memset(longaddr, 'x', sizeof longaddr - 1);
+    longaddr[sizeof longaddr - 1] = '\0';
+    CHECK_INT(auth_penalty_fail(p, longaddr, 1), 250);
+    CHECK_INT(auth_penalty_fail(p, longaddr, 2), 500);
+    CHECK_INT(auth_penalty_count(p, longaddr, 3), 2);
+    CHECK_INT(auth_penalty_fail(p, NULL, 3), 250);
+    CHECK_INT(auth_penalty_fail(p, "", 4), 500);
+    CHECK(auth_penalty_new(0) == NULL);
+    auth_penalty_free(p);
+}
+
+int main(void)
+{
+    RUN(test_auth_hash_verify_round_trip);
+    RUN(test_auth_verify_rejects_wrong_password);
+    RUN(test_auth_verify_rejects_malformed_hashes);
+    RUN(test_auth_verify_accepts_sha512_crypt);
+    RUN(test_auth_hash_salts_each_hash);
+    RUN(test_auth_hash_rejects_empty_and_small_buffer_without_leaking_password);
+    RUN(test_auth_password_read_reads_one_line);
+    RUN(test_auth_password_read_strips_crlf);
+    RUN(test_auth_password_read_rejects_empty);
+    RUN(test_auth_password_read_rejects_too_long_without_truncating);
+    RUN(test_auth_password_read_rejects_eof);
+    RUN(test_auth_password_read_from_pipe_is_not_a_tty);
+    RUN(test_auth_password_read_tty_prompts_twice_without_echo);
+    RUN(test_auth_password_read_tty_rejects_mismatch_and_restores_echo);
+    RUN(test_auth_penalty_delays_grow_and_cap);
+    RUN(test_auth_penalty_expires_after_ttl_since_last_failure);
+    RUN(test_auth_penalty_success_clears);
+    RUN(test_auth_penalty_four_slots_survive_many_addresses);
+    RUN(test_auth_penalty_bounds_long_and_missing_addresses);
+    return check_done();
+}
