@@ -936,7 +936,6 @@ void conn_resume(struct conn *c)
     c->last_activity = ev_now_ms(c->ev);
     if (c->in_len > 0 || c->rd_more || (c->eof && !c->eof_told)) {
         c->redeliver = c->in_len > 0;
-        kick(c);
     }
     update_interest(c);
 }

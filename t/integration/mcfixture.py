@@ -212,6 +212,10 @@ class Instance:
         return [line for line in text.splitlines() if any(m in line for m in SANITIZER_MARKS)]
 
     def close(self):
+        if self.notify:
+            self.notify.close()
+        if getattr(self, "log", None):
+            self.log.close()
         master = self.master
         if master is not None and master.poll() is None:
             kids = list(self.children())
