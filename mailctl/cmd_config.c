@@ -27,6 +27,7 @@ static void print_doc(void)
     for (size_t i = 0; i < conf_nkeys; i++) {
         const struct conf_key *k = &conf_keys[i];
         const char *def = strcmp(k->name, "email_domain") == 0 ? "the host's domain"
+                        : strcmp(k->name, "myhostname") == 0 ? "the host's name"
                         : k->def[0]                            ? k->def
                                                                : "(empty)";
         printf("| `%s` | %s | %s%s%s | %s |\n", k->name, type_name(k->type),

@@ -275,6 +275,16 @@ static void host_domain(char *out, size_t len)
     snprintf(out, len, "%s", dot && dot[1] ? dot + 1 : (host[0] ? host : "localdomain"));
 }
 
+/* The host's name as gethostname() gives it. */
+static void host_name(char *out, size_t len)
+{
+    char host[256] = "";
+
+    if (gethostname(host, sizeof host - 1) < 0 || host[0] == '\0')
+        snprintf(host, sizeof host, "localhost");
+    snprintf(out, len, "%s", host);
+}
+
 struct conf *conf_new(void)
 {
     struct conf *c = calloc(1, sizeof *c);
@@ -290,6 +300,9 @@ struct conf *conf_new(void)
         const char *def = conf_keys[i].def;
         if (strcmp(conf_keys[i].name, "email_domain") == 0) {
             host_domain(domain, sizeof domain);
+            def = domain;
+        } else if (strcmp(conf_keys[i].name, "myhostname") == 0) {
+            host_name(domain, sizeof domain);
             def = domain;
         }
         /* Defaults are never checked against the file system. */

@@ -95,6 +95,9 @@ static int check_names(const struct conf *c, char *err, size_t errlen)
     const char *acl = conf_str(c, "relay_acl");
     const char *creator = conf_str(c, "mail_creator");
 
+    if (!valid_domain(conf_str(c, "myhostname")))
+        return fail(c, "myhostname", err, errlen, "'%s' is not a host name",
+                    conf_str(c, "myhostname"));
     if (!valid_domain(conf_str(c, "email_domain")))
         return fail(c, "email_domain", err, errlen, "'%s' is not a domain name",
                     conf_str(c, "email_domain"));

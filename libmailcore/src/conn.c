@@ -44,10 +44,10 @@
 #include "mailcore/tls.h"
 #include "conn_internal.h"
 
-#define CONN_IN_CHUNK 16384   /* smallest input buffer: one TLS record */
-#define CONN_OUT_MIN 4096     /* first output allocation */
-#define CONN_LINE_MIN 3       /* "x\r\n" */
-#define CONN_READ_ROUNDS 8    /* TLS-buffered refills per entry before yielding */
+#define CONN_IN_CHUNK 16384    /* smallest input buffer: one TLS record */
+#define CONN_OUT_MIN 4096      /* first output allocation */
+#define CONN_LINE_MIN 3        /* "x\r\n" */
+#define CONN_READ_ROUNDS 8     /* TLS-buffered refills per entry before yielding */
 #define CONN_CLOSE_DRAIN 65536 /* unread input dropped at close, against RST */
 
 enum conn_tls { TLS_NONE, TLS_HANDSHAKE, TLS_ON };
@@ -84,10 +84,10 @@ struct conn {
 
     unsigned registered : 1;
     unsigned paused : 1;
-    unsigned discarding : 1;    /* inside a too-long line, dropping up to LF */
-    unsigned eof : 1;           /* the peer closed; nothing more to read */
+    unsigned discarding : 1; /* inside a too-long line, dropping up to LF */
+    unsigned eof : 1;        /* the peer closed; nothing more to read */
     unsigned eof_told : 1;
-    unsigned failed : 1;        /* err says why; no more I/O */
+    unsigned failed : 1; /* err says why; no more I/O */
     unsigned err_told : 1;
     unsigned wblocked : 1;      /* the last write would block */
     unsigned wr_want_read : 1;  /* ... and TLS needs input to go on */
@@ -97,7 +97,7 @@ struct conn {
     unsigned drained : 1;       /* CONN_EV_DRAINED is due */
     unsigned shut : 1;          /* conn_shutdown() was called */
     unsigned shut_want_write : 1;
-    unsigned ssl_closed : 1;    /* close_notify sent (or given up) */
+    unsigned ssl_closed : 1; /* close_notify sent (or given up) */
     unsigned closed_told : 1;
     unsigned kick_fallback : 1; /* the hook could not be registered */
     unsigned not_socket : 1;    /* send() said ENOTSOCK: use write() */
@@ -483,8 +483,8 @@ static int read_step(struct conn *c, int events)
 
         if (!can_deliver_input(c))
             return 0;
-        if (!c->eof && ((events & EV_READ) || c->rd_more ||
-                        (c->rd_want_write && (events & EV_WRITE)))) {
+        if (!c->eof &&
+            ((events & EV_READ) || c->rd_more || (c->rd_want_write && (events & EV_WRITE)))) {
             if (fill(c, &got) < 0) {
                 tell_error(c);
                 return -1;
@@ -734,17 +734,41 @@ static void on_timer(struct ev_loop *ev, void *arg)
 {
     struct conn *c = arg;
     uint64_t now = ev_clock_ms();
-    uint64_t idle = now - c->last_activity;
 
     c->timer = NULL;
-    if (c->paused || idle < c->idle_ms) {
+    c->busy++;
+    if (!c->paused && now - c->last_activity >= c->idle_ms && c->wblocked && !c->failed) {
+        /* Before calling the peer idle: is it still taking our output?
+         * epoll may not have said so yet in this turn. */
+        size_t before = c->out_len;
+
+        (void)flush_out(c);
+        if (c->failed || c->out_len < before) {
+            c->last_activity = now;
+            kick(c); /* an error or CONN_EV_DRAINED is told from the hook */
+        }
+    }
+    if (!c->paused && now - c->last_activity >= c->idle_ms && !c->eof && can_deliver_input(c)) {
+        /* Likewise for input that epoll has not reported yet. */
+        uint64_t before = c->last_activity;
+
+        if (read_step(c, EV_READ) < 0) {
+            leave(c);
+            return;
+        }
+        if (c->last_activity != before)
+            c->last_activity = now;
+    }
+    if (c->paused || now - c->last_activity < c->idle_ms) {
         /* A paused conn waits for us, not for its peer. */
-        c->timer = ev_timer_add(ev, c->paused ? c->idle_ms : c->idle_ms - idle, on_timer, c);
+        uint64_t left = c->paused ? c->idle_ms : c->idle_ms - (now - c->last_activity);
+
+        c->timer = ev_timer_add(ev, left, on_timer, c);
+        leave(c);
         return;
     }
     c->last_activity = now;
     c->timer = ev_timer_add(ev, c->idle_ms, on_timer, c);
-    c->busy++;
     if (c->shut) {
         fail(c, "timed out while closing");
         shut_step(c, 0);
@@ -917,6 +941,24 @@ enum conn_result conn_read_bytes(struct conn *c, size_t max, const char **data, 
     return CONN_OK;
 }
 
+enum conn_result conn_peek(struct conn *c, const char **data, size_t *len)
+{
+    *data = NULL;
+    *len = 0;
+    if (c->in_len == 0) {
+        release_in(c);
+        return no_input(c);
+    }
+    *data = c->in + c->in_off;
+    *len = c->in_len;
+    return CONN_OK;
+}
+
+void conn_consume(struct conn *c, size_t n)
+{
+    consume_in(c, n < c->in_len ? n : c->in_len);
+}
+
 size_t conn_in_pending(const struct conn *c)
 {
     return c->in_len;
@@ -936,6 +978,7 @@ void conn_resume(struct conn *c)
     c->last_activity = ev_now_ms(c->ev);
     if (c->in_len > 0 || c->rd_more || (c->eof && !c->eof_told)) {
         c->redeliver = c->in_len > 0;
+        kick(c);
     }
     update_interest(c);
 }

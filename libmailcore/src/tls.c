@@ -22,23 +22,31 @@
 
 const char *tls_error_text(char *buf, size_t len)
 {
-    unsigned long e = ERR_peek_error(); /* the first error is the cause */
-    const char *reason = NULL;
+    const char *reason = NULL, *data = NULL;
+    int flags = 0;
+    /* The first error is the cause; later ones are callers giving up. */
+    unsigned long e = ERR_peek_error_data(&data, &flags);
 
-    if (len == 0)
-        return buf;
-    if (e == 0) {
-        snprintf(buf, len, "unknown TLS error");
+    if (len == 0 || e == 0) {
+        ERR_clear_error();
+        if (len > 0)
+            snprintf(buf, len, "unknown TLS error");
         return buf;
     }
 #ifdef ERR_SYSTEM_ERROR
     if (ERR_SYSTEM_ERROR(e))
         reason = strerror((int)ERR_GET_REASON(e));
 #endif
-    if (reason == NULL)
+    if (reason == NULL) {
         reason = ERR_reason_error_string(e);
+        /* e.g. "unsupported (No supported data to decode. Input type: PEM)" */
+        if (!(flags & ERR_TXT_STRING) || data == NULL)
+            data = "";
+    } else {
+        data = ""; /* "calling fopen(...)": the caller names the file */
+    }
     if (reason != NULL)
-        snprintf(buf, len, "%s", reason);
+        snprintf(buf, len, "%s%s%s%s", reason, data[0] ? " (" : "", data, data[0] ? ")" : "");
     else
         ERR_error_string_n(e, buf, len);
     ERR_clear_error();
@@ -152,8 +160,7 @@ SSL_CTX *tls_client_ctx(const char *ca_file, int verify, char *err, size_t errle
     ERR_clear_error();
     if (ca_file != NULL && ca_file[0] != '\0') {
         if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
-            snprintf(err, errlen, "relay_ca_file %s: %s", ca_file,
-                     tls_error_text(why, sizeof why));
+            snprintf(err, errlen, "relay_ca_file %s: %s", ca_file, tls_error_text(why, sizeof why));
             SSL_CTX_free(ctx);
             return NULL;
         }

@@ -53,7 +53,8 @@ struct conn;
 
 enum conn_event {
     CONN_EV_READ,      /* input is buffered: drain it */
-    CONN_EV_DRAINED,   /* output buffer became empty */
+    CONN_EV_DRAINED,   /* output buffer became empty (after any flush that
+                          emptied it: ignore it unless pacing output) */
     CONN_EV_TLS_DONE,  /* handshake finished */
     CONN_EV_EOF,       /* peer closed; follows the last CONN_EV_READ, once */
     CONN_EV_ERROR,     /* I/O or TLS error; conn_error() says which */
@@ -101,6 +102,16 @@ enum conn_result conn_read_line(struct conn *c, const char **line, size_t *len);
 
 /* Up to max buffered bytes, regardless of lines (DATA, BDAT, literals). */
 enum conn_result conn_read_bytes(struct conn *c, size_t max, const char **data, size_t *len);
+
+/*
+ * All buffered bytes, without taking them: *data points to len bytes, valid
+ * until the next conn_* call other than conn_consume().  CONN_OK when len >
+ * 0.  For parsers that find their own end (DATA's "\r\n.\r\n") and must
+ * leave what the client pipelined after it.
+ */
+enum conn_result conn_peek(struct conn *c, const char **data, size_t *len);
+/* Take n of the bytes conn_peek() showed (at most conn_in_pending()). */
+void conn_consume(struct conn *c, size_t n);
 
 /* Bytes buffered and not yet read by the owner. */
 size_t conn_in_pending(const struct conn *c);

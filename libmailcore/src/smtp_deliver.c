@@ -1,0 +1,201 @@
+/*
+ * smtp_deliver.c - from the end of DATA/BDAT to "250": trace headers, the
+ * content checks, and the group commit.
+ *
+ * Every message gets Return-Path: and Received: ahead of its content in
+ * the store's temp file.  When the content is complete the session waits
+ * (input paused) in the server's batch; at the end of the loop turn one
+ * store_commit() makes every message of the batch durable, each in the
+ * INBOX of each of its recipients, and only then do the sessions answer
+ * 250 (or 451 when the commit failed) and read on.
+ *
+ * Log lines follow Postfix's, so that pflogsumm counts them:
+ *	QID: from=<a@x>, size=N, nrcpt=M (queue active)
+ *	QID: to=<b@y>, relay=local, delay=0.01, delays=0.01/0/0/0, dsn=2.0.0, status=sent (...)
+ *	QID: removed
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "mailcore/conn.h"
+#include "mailcore/ev.h"
+#include "mailcore/service.h"
+#include "mailcore/store.h"
+#include "smtp_internal.h"
+
+#define HEADER_MAX 2048
+
+static size_t rfc5322_date(char *buf, size_t len, time_t when)
+{
+    struct tm tm;
+
+    localtime_r(&when, &tm);
+    return strftime(buf, len, "%a, %d %b %Y %H:%M:%S %z (%Z)", &tm);
+}
+
+static int trace_headers(struct smtp_session *s, char *buf, size_t len)
+{
+    struct smtp_server *srv = s->srv;
+    char date[64], tls[160] = "", tlsline[200] = "", forline[SMTP_PATH_MAX + 16] = "";
+
+    rfc5322_date(date, sizeof date, time(NULL));
+    if (conn_is_tls(s->conn) && conn_tls_summary(s->conn, tls, sizeof tls)[0])
+        snprintf(tlsline, sizeof tlsline, "\t(using %s)\r\n", tls);
+    if (s->nrcpts == 1)
+        snprintf(forline, sizeof forline, "\r\n\tfor <%s>", s->rcpts[0].addr);
+    return snprintf(buf, len,
+                    "Return-Path: <%s>\r\n"
+                    "Received: from %s (unknown [%s])\r\n"
+                    "%s"
+                    "\tby %s (mailcore) with %s id %s%s;\r\n"
+                    "\t%s\r\n",
+                    s->from.addr, s->helo[0] ? s->helo : "unknown", s->addr, tlsline,
+                    srv->hostname, smtp_proto(s), s->qid, forline, date);
+}
+
+int smtp_deliver_begin(struct smtp_session *s)
+{
+    char err[256], hdr[HEADER_MAX];
+    int n;
+
+    s->msg = store_msg_new(s->srv->svc->store, err, sizeof err);
+    if (s->msg == NULL) {
+        log_error("%s: cannot create message file: %s", s->qid, err);
+        return -1;
+    }
+    n = trace_headers(s, hdr, sizeof hdr);
+    if (n < 0 || (size_t)n >= sizeof hdr || store_msg_write(s->msg, hdr, (size_t)n) < 0) {
+        log_error("%s: cannot write message file", s->qid);
+        store_msg_free(s->msg);
+        s->msg = NULL;
+        return -1;
+    }
+    s->size = 0;
+    s->toolarge = 0;
+    return 0;
+}
+
+/* Content bytes: counted always, stored while within the size limit. */
+int smtp_deliver_write(struct smtp_session *s, const char *buf, size_t len)
+{
+    s->size += len;
+    if (s->size > s->srv->size_limit)
+        s->toolarge = 1;
+    if (s->toolarge || s->msg == NULL)
+        return 0;
+    if (store_msg_write(s->msg, buf, len) < 0) {
+        log_error("%s: write to message file failed", s->qid);
+        store_msg_free(s->msg);
+        s->msg = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static void log_refusal(struct smtp_session *s, enum smtp_reply_id id)
+{
+    const struct smtp_reply *r = smtp_reply_get(id);
+
+    log_info("%s: reject: END-OF-MESSAGE from unknown[%s]: %d %s %s; from=<%s> proto=%s "
+             "helo=<%s>", s->qid, s->addr, r->code, r->status, r->text, s->from.addr,
+             smtp_proto(s), s->helo);
+}
+
+static void on_commit(struct ev_loop *ev, void *arg);
+
+void smtp_deliver_finish(struct smtp_session *s)
+{
+    struct smtp_server *srv = s->srv;
+    unsigned flags = s->bdat_active ? s->content.flags : s->data.flags;
+    enum smtp_reply_id refuse = SMTP_R_NONE;
+
+    if (flags & (SMTP_BARE_LF | SMTP_BARE_CR))
+        refuse = SMTP_R_BARE_NEWLINE;
+    else if (flags & SMTP_NUL)
+        refuse = SMTP_R_NUL_IN_DATA;
+    else if (s->toolarge)
+        refuse = SMTP_R_SIZE_EXCEEDED;
+    else if (s->msg == NULL)
+        refuse = SMTP_R_WRITE_ERROR;
+    if (refuse != SMTP_R_NONE) {
+        log_refusal(s, refuse);
+        smtp_reply(s, refuse);
+        smtp_session_reset(s);
+        return;
+    }
+    if (srv->nbatch == srv->capbatch) {
+        size_t n = srv->capbatch ? srv->capbatch * 2 : 16;
+        struct smtp_session **b = realloc(srv->batch, n * sizeof *b);
+        if (b == NULL) {
+            smtp_reply(s, SMTP_R_WRITE_ERROR);
+            smtp_session_reset(s);
+            return;
+        }
+        srv->batch = b;
+        srv->capbatch = n;
+    }
+    srv->batch[srv->nbatch++] = s;
+    s->state = S_COMMIT;
+    conn_pause(s->conn);
+    if (!srv->commit_armed) {
+        srv->commit_armed = 1;
+        ev_turn_hook(srv->svc->ev, on_commit, srv);
+    }
+}
+
+static void log_delivered(struct smtp_session *s, uint64_t now)
+{
+    double total = (double)(now - s->mail_ms) / 1000.0;
+
+    log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (queue active)", s->qid, s->from.addr,
+             (unsigned long long)store_msg_size(s->msg), s->nrcpts);
+    for (size_t i = 0; i < s->nrcpts; i++)
+        log_info("%s: to=<%s>, relay=local, delay=%.2g, delays=%.2g/0/0/0, dsn=2.0.0, "
+                 "status=sent (delivered to %s's INBOX)", s->qid, s->rcpts[i].addr, total,
+                 total, s->rcpts[i].user);
+    log_info("%s: removed", s->qid);
+}
+
+/* The group commit: every message finished in this loop turn at once. */
+static void on_commit(struct ev_loop *ev, void *arg)
+{
+    struct smtp_server *srv = arg;
+    /* Take the batch: sessions resumed below may finish new messages,
+     * which start the next batch. */
+    struct smtp_session **batch = srv->batch;
+    size_t n = srv->nbatch;
+    struct store_msg **msgs = calloc(n ? n : 1, sizeof *msgs);
+    char err[512] = "out of memory";
+    int r = -1;
+
+    srv->batch = NULL;
+    srv->nbatch = srv->capbatch = 0;
+    srv->commit_armed = 0;
+    if (msgs != NULL) {
+        for (size_t i = 0; i < n; i++) {
+            struct smtp_session *s = batch[i];
+            msgs[i] = s->msg;
+            store_msg_set_internaldate(s->msg, time(NULL));
+            for (size_t j = 0; j < s->nrcpts; j++)
+                store_msg_add_rcpt(s->msg, s->rcpts[j].mailbox, 0);
+        }
+        r = store_commit(srv->svc->store, msgs, n, err, sizeof err);
+    }
+    if (r < 0)
+        log_error("commit of %zu messages failed: %s", n, err);
+    for (size_t i = 0; i < n; i++) {
+        struct smtp_session *s = batch[i];
+        if (r == 0) {
+            log_delivered(s, ev_now_ms(ev));
+            smtp_reply(s, SMTP_R_QUEUED, s->qid);
+        } else {
+            smtp_reply(s, SMTP_R_WRITE_ERROR);
+        }
+        smtp_session_reset(s);
+        smtp_session_resume(s);
+    }
+    free(batch);
+    free(msgs);
+}

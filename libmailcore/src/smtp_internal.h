@@ -1,0 +1,106 @@
+/*
+ * smtp_internal.h - what the SMTP server's files share: the server and
+ * session structs.  smtp_session.c runs the protocol, smtp_deliver.c the
+ * message headers and the group commit, smtp_rcpt.c recipient policy.
+ * Not a public header.
+ */
+#ifndef MAILCORE_SMTP_INTERNAL_H
+#define MAILCORE_SMTP_INTERNAL_H
+
+#include <stdint.h>
+
+#include "mailcore/db.h"
+#include "mailcore/log.h"
+#include "mailcore/smtp_parse.h"
+#include "mailcore/smtp_reply.h"
+#include "mailcore/smtp_server.h"
+
+struct conn;
+struct ev_timer;
+struct store_msg;
+
+/* Session states: what the next input bytes are. */
+enum smtp_state {
+    S_TLS_HANDSHAKE,    /* implicit TLS or STARTTLS: no input until done */
+    S_COMMAND,          /* command lines */
+    S_DATA,             /* message content up to <CRLF>.<CRLF> */
+    S_BDAT,             /* bdat_left more bytes of a chunk */
+    S_COMMIT,           /* waiting for the group commit; input paused */
+    S_CLOSING,          /* reply sent, connection ending */
+};
+
+struct smtp_rcpt {
+    char addr[SMTP_PATH_MAX + 1];   /* as the client wrote it */
+    char user[DB_NAME_MAX + 1];
+    uint32_t mailbox;               /* INBOX of user */
+};
+
+struct smtp_session {
+    struct smtp_server *srv;
+    struct conn *conn;
+    struct smtp_session *prev, *next;       /* in srv->sessions */
+    struct ev_timer *lifetime;
+    enum smtp_state state;
+    char addr[64];
+    char helo[SMTP_DOMAIN_MAX + 1];
+    int esmtp;
+    int dead;                               /* connection gone while in S_COMMIT */
+    unsigned errors;
+    /* Command counts for the disconnect line, in Postfix's order. */
+    unsigned n_ehlo, n_helo, n_starttls, n_mail, n_rcpt, n_data, n_bdat, n_rset, n_noop,
+        n_quit, n_unknown, n_commands;
+
+    /* The transaction. */
+    int has_mail;
+    char qid[LOG_QUEUE_ID_LEN + 1];
+    uint64_t mail_ms;
+    struct smtp_path from;
+    struct smtp_mail_params params;
+    struct smtp_rcpt *rcpts;
+    size_t nrcpts, caprcpts;
+    struct store_msg *msg;
+    struct smtp_data data;
+    struct smtp_content content;
+    uint64_t size;                          /* content bytes received */
+    int toolarge;
+    int bdat_active;                        /* a BDAT transaction has begun */
+    uint64_t bdat_left;
+    int bdat_last;
+    enum smtp_reply_id bdat_error;          /* chunk read only to discard it */
+};
+
+struct smtp_server {
+    struct service *svc;
+    struct smtp_policy policy;
+    const char *hostname;
+    uint64_t size_limit;
+    size_t rcpt_limit;
+    unsigned error_limit;
+    uint64_t idle_ms, session_ms;
+    size_t conn_limit, ip_limit;
+    struct smtp_session *sessions;
+    size_t nsessions;
+    struct smtp_session **batch;            /* finished messages awaiting commit */
+    size_t nbatch, capbatch;
+    int commit_armed;
+    int stopping;
+};
+
+/* smtp_session.c */
+void smtp_reply(struct smtp_session *s, enum smtp_reply_id id, ...);
+void smtp_session_reset(struct smtp_session *s);
+void smtp_session_close(struct smtp_session *s);
+void smtp_session_resume(struct smtp_session *s);
+void smtp_session_free(struct smtp_session *s);
+const char *smtp_proto(const struct smtp_session *s);
+
+/* smtp_deliver.c */
+int smtp_deliver_begin(struct smtp_session *s);     /* temp file + trace headers; 0 or -1 */
+int smtp_deliver_write(struct smtp_session *s, const char *buf, size_t len);
+void smtp_deliver_finish(struct smtp_session *s);   /* refuse, or queue for commit */
+
+/* smtp_rcpt.c */
+enum smtp_reply_id smtp_rcpt_check(struct smtp_session *s, const struct smtp_path *p,
+                                   struct smtp_rcpt *r);
+
+#endif
