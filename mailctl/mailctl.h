@@ -64,6 +64,8 @@ int cmd_group_del(struct ctl *ctl, int argc, char **argv);
 int cmd_group_member_add(struct ctl *ctl, int argc, char **argv);
 int cmd_group_member_del(struct ctl *ctl, int argc, char **argv);
 int cmd_group_list(struct ctl *ctl, int argc, char **argv);
+int cmd_message_list(struct ctl *ctl, int argc, char **argv);
+int cmd_message_cat(struct ctl *ctl, int argc, char **argv);
 int cmd_config(struct ctl *ctl, int argc, char **argv);
 int cmd_check(struct ctl *ctl, int argc, char **argv);
 int cmd_status(struct ctl *ctl, int argc, char **argv);

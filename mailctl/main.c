@@ -44,6 +44,10 @@ const struct ctl_cmd ctl_cmds[] = {
     {"group member add", "GROUP USER", "Add USER to GROUP.", cmd_group_member_add},
     {"group member del", "GROUP USER", "Remove USER from GROUP.", cmd_group_member_del},
     {"group list", "", "List groups and their members.", cmd_group_list},
+    {"message list", "USER [MAILBOX] [--json]",
+     "List the messages of a mailbox (default INBOX): uid, size, internal date, flags.",
+     cmd_message_list},
+    {"message cat", "USER MAILBOX UID", "Print one message exactly as stored.", cmd_message_cat},
     {"config", "[-n] [--doc] [KEY...]",
      "Print the effective configuration (secrets hidden); -n only what differs\n"
      "from the defaults; --doc the table of every key with its default and meaning.",

@@ -3,13 +3,15 @@
  *
  * A message is written once into data_directory/tmp, then made durable and
  * visible in one step by store_commit():
- *	1. fsync (fdatasync) every file of the batch,
- *	2. rename each into data_directory/msg/XX/<file id>, fsync the dirs,
+ *	1-2. the file's data and its name in data_directory/msg/XX/<file id>
+ *	   on disk: for one message fdatasync, rename, fsync of the
+ *	   directory; for a batch, every rename and then one syncfs(),
  *	3. one LMDB write transaction: a files record (with reference count)
  *	   per message and an index entry in every recipient mailbox,
  *	4. the commit (LMDB fsyncs it).
  * Only then may a daemon answer 250.  Several messages finished in the same
- * loop turn share steps 2-4 (group commit).  Files are immutable and shared
+ * loop turn share every step (group commit): a batch of n messages costs
+ * three syncs, not 2n + 2.  Files are immutable and shared
  * by all the mailboxes they were delivered to.
  *
  * A crash before step 4 leaves a file that no index entry references; such
