@@ -4,7 +4,9 @@
  * Each daemon is fork+exec'd from daemon_directory with "-c FILE", its
  * service's listening sockets as fds 3.. (LISTEN_FDS, LISTEN_PID,
  * LISTEN_FDNAMES) and the configuration text master validated as the next
- * fd (MAILCORE_CONF_FD, a sealed memfd).  A daemon that dies unasked is restarted: at once the
+ * fd (MAILCORE_CONF_FD, a sealed memfd), and the shared connection counts
+ * with a region of its own (MAILCORE_ANVIL_FD, MAILCORE_ANVIL_REGION; the
+ * region is cleared when the process is gone).  A daemon that dies unasked is restarted: at once the
  * first time, then with a back-off that doubles from 200 ms to 30 s while
  * it keeps dying within 10 s of its start.
  *
@@ -22,6 +24,7 @@
 #include <unistd.h>
 
 #include "mailcore/conf.h"
+#include "mailcore/anvil.h"
 #include "mailcore/ev.h"
 #include "mailcore/log.h"
 #include "master.h"
@@ -32,10 +35,11 @@
 
 /* In the child, between fork and exec.  master is single-threaded, so the
  * libc calls here are safe. */
-static void exec_daemon(const struct master *m, size_t service, const char *path)
+static void exec_daemon(const struct master *m, size_t service, unsigned region,
+                        const char *path)
 {
     const struct service_def *d = &service_defs[service];
-    int fds[MASTER_LISTEN_MAX + 1], n = 0;
+    int fds[MASTER_LISTEN_MAX + 2], n = 0;
     char names[512] = "", count[16], pid[24];
     size_t off = 0;
     sigset_t none;
@@ -54,15 +58,21 @@ static void exec_daemon(const struct master *m, size_t service, const char *path
         }
     /* Move the fds above the target range first, so that dup2 into 3..
      * never overwrites one not yet moved. */
-    fds[n] = m->conf_fd;     /* after the listeners, as MAILCORE_CONF_FD */
-    for (int i = 0; i <= n; i++)
-        if ((fds[i] = fcntl(fds[i], F_DUPFD, 4 + MASTER_LISTEN_MAX)) < 0)
+    /* After the listeners: the config text and the anvil memory. */
+    fds[n] = m->conf_fd;
+    fds[n + 1] = m->anvil_fd;
+    for (int i = 0; i <= n + 1; i++)
+        if ((fds[i] = fcntl(fds[i], F_DUPFD, 5 + MASTER_LISTEN_MAX)) < 0)
             _exit(126);
-    for (int i = 0; i <= n; i++)
+    for (int i = 0; i <= n + 1; i++)
         if (dup2(fds[i], 3 + i) < 0)
             _exit(126);
     snprintf(count, sizeof count, "%d", 3 + n);
     setenv("MAILCORE_CONF_FD", count, 1);
+    snprintf(count, sizeof count, "%d", 4 + n);
+    setenv("MAILCORE_ANVIL_FD", count, 1);
+    snprintf(count, sizeof count, "%u", region);
+    setenv("MAILCORE_ANVIL_REGION", count, 1);
     snprintf(count, sizeof count, "%d", n);
     snprintf(pid, sizeof pid, "%ld", (long)getpid());
     if (n > 0) {
@@ -80,9 +90,23 @@ static void exec_daemon(const struct master *m, size_t service, const char *path
     _exit(127);
 }
 
+/* A region no live child uses. */
+static unsigned free_region(const struct master *m)
+{
+    unsigned char used[ANVIL_REGIONS] = {0};
+
+    for (size_t i = 0; i < m->nchildren; i++)
+        used[m->children[i].region] = 1;
+    for (unsigned r = 0; r < ANVIL_REGIONS; r++)
+        if (!used[r])
+            return r;
+    return 0;   /* unreachable: MASTER_CHILD_MAX <= ANVIL_REGIONS */
+}
+
 static void start_one(struct master *m, size_t service)
 {
     char path[4096];
+    unsigned region;
     pid_t pid;
 
     if (m->nchildren == MASTER_CHILD_MAX) {
@@ -91,15 +115,18 @@ static void start_one(struct master *m, size_t service)
     }
     snprintf(path, sizeof path, "%s/%s", conf_str(m->conf, "daemon_directory"),
              service_defs[service].name);
+    region = free_region(m);
+    anvil_region_assign(m->anvil, region, (unsigned)service + 1);
     pid = fork();
     if (pid < 0) {
         log_error("fork for %s: %s", service_defs[service].name, strerror(errno));
+        anvil_region_release(m->anvil, region);
         return;
     }
     if (pid == 0)
-        exec_daemon(m, service, path);
+        exec_daemon(m, service, region, path);
     m->children[m->nchildren++] = (struct child){
-        .pid = pid, .service = service, .generation = m->generation,
+        .pid = pid, .region = region, .service = service, .generation = m->generation,
         .state = CHILD_RUNNING, .started_ms = ev_clock_ms()};
     log_debug("started %s pid %ld", service_defs[service].name, (long)pid);
 }
@@ -212,6 +239,7 @@ void children_on_sigchld(struct master *m)
             if (c.pid != pid)
                 continue;
             m->children[i] = m->children[--m->nchildren];
+            anvil_region_release(m->anvil, c.region);
             if (c.state == CHILD_RUNNING || WIFSIGNALED(status) || WEXITSTATUS(status) != 0)
                 log_exit(&c, status);
             if (c.state == CHILD_RUNNING && !m->stopping)

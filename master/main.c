@@ -37,6 +37,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "mailcore/anvil.h"
 #include "mailcore/conf.h"
 #include "mailcore/db.h"
 #include "mailcore/ev.h"
@@ -311,6 +312,9 @@ static void startup(struct master *m)
         log_fatal("cannot watch signals: %s", strerror(errno));
     if (control_open(m, err, sizeof err) < 0)
         log_fatal("%s", err);
+    if ((m->anvil_fd = anvil_create(err, sizeof err)) < 0 ||
+        (m->anvil = anvil_map(m->anvil_fd, err, sizeof err)) == NULL)
+        log_fatal("%s", err);
 }
 
 static void cleanup(struct master *m)
@@ -325,12 +329,14 @@ static void cleanup(struct master *m)
     listeners_close(m->listeners, m->nlisteners);
     ev_free(m->ev);
     close(m->conf_fd);
+    anvil_unmap(m->anvil);
+    close(m->anvil_fd);
     conf_free(m->conf);
 }
 
 int main(int argc, char **argv)
 {
-    static struct master m = {.control_fd = -1, .pid_fd = -1, .conf_fd = -1};
+    static struct master m = {.control_fd = -1, .pid_fd = -1, .conf_fd = -1, .anvil_fd = -1};
     const char *opt_c = NULL;
     int ch;
 

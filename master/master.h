@@ -33,6 +33,7 @@ enum child_state { CHILD_RUNNING, CHILD_STOPPING };
 
 struct child {
     pid_t pid;
+    unsigned region;            /* its anvil region */
     size_t service;
     unsigned generation;
     enum child_state state;
@@ -52,6 +53,8 @@ struct service_state {
 struct master {
     struct conf *conf;
     int conf_fd;                /* sealed memfd: the text of conf, for the daemons */
+    int anvil_fd;               /* shared connection counts (anvil.h) */
+    struct anvil *anvil;
     const char *conf_path;
     struct ev_loop *ev;
     struct listener listeners[MASTER_LISTEN_MAX];

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "mailcore/anvil.h"
 #include "mailcore/conf.h"
 #include "mailcore/db.h"
 #include "mailcore/ev.h"
@@ -87,6 +88,23 @@ static void take_listeners(struct service *svc)
     unsetenv("LISTEN_FDS");
     unsetenv("LISTEN_PID");
     unsetenv("LISTEN_FDNAMES");
+}
+
+/* The shared connection counts master passes (MAILCORE_ANVIL_FD/_REGION). */
+static void open_anvil(struct service *svc)
+{
+    const char *fd = getenv("MAILCORE_ANVIL_FD"), *region = getenv("MAILCORE_ANVIL_REGION");
+    char err[256];
+
+    if (fd == NULL || region == NULL)
+        return;
+    svc->anvil = anvil_map(atoi(fd), err, sizeof err);
+    if (svc->anvil == NULL)
+        log_fatal("%s", err);
+    anvil_use_region(svc->anvil, (unsigned)atoi(region));
+    close(atoi(fd));
+    unsetenv("MAILCORE_ANVIL_FD");
+    unsetenv("MAILCORE_ANVIL_REGION");
 }
 
 static void open_tls(struct service *svc)
@@ -226,6 +244,7 @@ void service_init(struct service *svc, const char *name, int argc, char **argv, 
     signal(SIGPIPE, SIG_IGN);
     load_conf(svc);
     take_listeners(svc);
+    open_anvil(svc);
     open_tls(svc);
     if (flags & SERVICE_DB)
         open_store(svc);
@@ -267,6 +286,7 @@ void service_free(struct service *svc)
         db_close(svc->db);
     if (svc->tls)
         SSL_CTX_free(svc->tls);
+    anvil_unmap(svc->anvil);
     ev_free(svc->ev);
     conf_free(svc->conf);
     memset(svc, 0, sizeof *svc);

@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 
+#include "mailcore/anvil.h"
 #include "mailcore/db.h"
 #include "mailcore/log.h"
 #include "mailcore/smtp_parse.h"
@@ -45,6 +46,8 @@ struct smtp_session {
     char helo[SMTP_DOMAIN_MAX + 1];
     int esmtp;
     int dead;                               /* connection gone while in S_COMMIT */
+    int counted;                            /* in the service-wide counts */
+    struct anvil_key ipkey;
     unsigned errors;
     /* Command counts for the disconnect line, in Postfix's order. */
     unsigned n_ehlo, n_helo, n_starttls, n_mail, n_rcpt, n_data, n_bdat, n_rset, n_noop,

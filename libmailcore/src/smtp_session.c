@@ -85,6 +85,16 @@ void smtp_session_close(struct smtp_session *s)
     conn_shutdown(s->conn);
 }
 
+/* Undo admit()'s service-wide count of one connection. */
+static void uncount(struct smtp_server *srv, const struct anvil_key *ip)
+{
+    struct anvil_key total;
+
+    anvil_key_total(&total);
+    anvil_dec(srv->svc->anvil, &total);
+    anvil_dec(srv->svc->anvil, ip);
+}
+
 static void log_disconnect(struct smtp_session *s)
 {
     char counts[256];
@@ -110,6 +120,8 @@ void smtp_session_free(struct smtp_session *s)
     struct smtp_server *srv = s->srv;
 
     log_disconnect(s);
+    if (s->counted)
+        uncount(srv, &s->ipkey);
     if (s->msg)
         store_msg_free(s->msg);
     if (s->lifetime)
@@ -583,6 +595,36 @@ static size_t sessions_from(const struct smtp_server *srv, const char *addr)
     return n;
 }
 
+/*
+ * Count the new connection against the limits: service-wide through anvil
+ * when master set it up, else in this process.  SMTP_R_NONE when it may
+ * stay; with anvil, *counted says that it must be uncounted at the end.
+ */
+static enum smtp_reply_id admit(struct smtp_server *srv, const char *addr, struct anvil_key *ip,
+                                int *counted)
+{
+    struct anvil *a = srv->svc->anvil;
+    struct anvil_key total;
+    unsigned nt, ni;
+
+    *counted = 0;
+    if (a == NULL || anvil_key_addr(ip, addr) < 0) {
+        if (srv->nsessions >= srv->conn_limit)
+            return SMTP_R_TOO_MANY_CONN;
+        return sessions_from(srv, addr) >= srv->ip_limit ? SMTP_R_TOO_MANY_CONN_IP : SMTP_R_NONE;
+    }
+    anvil_key_total(&total);
+    nt = anvil_inc(a, &total);
+    ni = anvil_inc(a, ip);
+    *counted = 1;
+    if (nt == 0 || nt > srv->conn_limit || ni == 0 || ni > srv->ip_limit) {
+        uncount(srv, ip);
+        *counted = 0;
+        return nt == 0 || nt > srv->conn_limit ? SMTP_R_TOO_MANY_CONN : SMTP_R_TOO_MANY_CONN_IP;
+    }
+    return SMTP_R_NONE;
+}
+
 /* Refuse a connection before any session exists. */
 static void refuse(struct smtp_server *srv, int fd, enum smtp_reply_id id, const char *addr)
 {
@@ -601,25 +643,32 @@ static void refuse(struct smtp_server *srv, int fd, enum smtp_reply_id id, const
 void smtp_server_accept(struct smtp_server *srv, int fd, const char *addr, int implicit_tls)
 {
     struct smtp_session *s;
+    struct anvil_key ip;
+    enum smtp_reply_id no;
+    int counted;
 
-    if (srv->nsessions >= srv->conn_limit) {
-        log_warn("connection limit %zu reached: refusing unknown[%s]", srv->conn_limit, addr);
-        refuse(srv, fd, SMTP_R_TOO_MANY_CONN, addr);
-        return;
-    }
-    if (sessions_from(srv, addr) >= srv->ip_limit) {
-        log_warn("connection limit %zu for unknown[%s] reached", srv->ip_limit, addr);
-        refuse(srv, fd, SMTP_R_TOO_MANY_CONN_IP, addr);
+    if ((no = admit(srv, addr, &ip, &counted)) != SMTP_R_NONE) {
+        log_warn("%s: refusing unknown[%s]: %s limit (%zu) reached", srv->svc->name, addr,
+                 no == SMTP_R_TOO_MANY_CONN ? "smtpd_connection_limit"
+                                            : "smtpd_client_connection_limit",
+                 no == SMTP_R_TOO_MANY_CONN ? srv->conn_limit : srv->ip_limit);
+        refuse(srv, fd, no, addr);
         return;
     }
     if ((s = calloc(1, sizeof *s)) == NULL) {
+        if (counted)
+            uncount(srv, &ip);
         close(fd);
         return;
     }
+    s->counted = counted;
+    s->ipkey = ip;
     s->srv = srv;
     snprintf(s->addr, sizeof s->addr, "%s", addr);
     s->conn = conn_new(srv->svc->ev, fd, SMTP_PARAM_LINE_MAX, on_conn, s);
     if (s->conn == NULL) {
+        if (s->counted)
+            uncount(srv, &s->ipkey);
         free(s);
         close(fd);
         return;

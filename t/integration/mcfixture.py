@@ -12,6 +12,7 @@ not built yet are stood in for by t/testd (see testd.c).
 At stop, the master log is checked for sanitizer reports: any fails the test.
 Every process started here is stopped by PID; nothing outlives the test.
 """
+import json
 import os
 import pwd
 import signal
@@ -146,9 +147,18 @@ class Instance:
         assert "READY=1" in msg, msg
         if wait_daemons:
             want = self.expected_daemons()
-            ok = wait_for(lambda: sum(self.daemon_count().values()) >= want, 10)
+            ok = wait_for(lambda: self.ready_daemons() >= want, 15)
             assert ok, f"expected {want} daemons, got {self.daemon_count()}\n{self.read_log()}"
         return self
+
+    def ready_daemons(self):
+        """Daemons past start-up: exec'd and privileges dropped (no_new_privs)."""
+        n = 0
+        for pid, name in self.children().items():
+            st = proc_status(pid)
+            if name in DAEMONS and st and st.get("NoNewPrivs") == "1":
+                n += 1
+        return n
 
     def expected_daemons(self):
         workers = int(self.settings.get("worker_processes", "2")) or os.cpu_count()
@@ -250,6 +260,25 @@ class Instance:
     def add_user(self, name, password="secret-pw-1", *extra):
         return self.mailctl("user", "add", name, "--password-stdin", *extra,
                             input=password + "\n", check=True)
+
+    def message_list(self, user, mailbox="INBOX"):
+        """`mailctl message list USER MAILBOX --json`: a list of dicts (uid, size, ...)."""
+        r = self.mailctl("message", "list", user, mailbox, "--json", check=True)
+        return json.loads(r.stdout)
+
+    def message_bytes(self, user, mailbox, uid):
+        """`mailctl message cat`: one message exactly as stored, as bytes."""
+        r = subprocess.run([os.path.join(BIN, "mailctl"), "-c", self.conf, "message", "cat",
+                            user, mailbox, str(uid)], capture_output=True, timeout=60)
+        if r.returncode != 0:
+            raise AssertionError(f"mailctl message cat {user} {mailbox} {uid} exit "
+                                 f"{r.returncode}: {r.stderr.decode(errors='replace')}")
+        return r.stdout
+
+    def messages(self, user, mailbox="INBOX"):
+        """Every message of a mailbox as bytes, in UID order."""
+        return [self.message_bytes(user, mailbox, m["uid"])
+                for m in self.message_list(user, mailbox)]
 
     def testd_line(self, port_key="smtpd_port", send=None, timeout=5):
         """Connect to a testd listener; its greeting (and reply to send)."""

@@ -29,10 +29,9 @@ static const struct {
     const char *name;
     enum smtp_verb verb;
 } all_verbs[] = {
-    {"HELO", SMTP_HELO}, {"EHLO", SMTP_EHLO},         {"MAIL", SMTP_MAIL},
-    {"RCPT", SMTP_RCPT}, {"DATA", SMTP_DATA},         {"BDAT", SMTP_BDAT},
-    {"RSET", SMTP_RSET}, {"NOOP", SMTP_NOOP},         {"QUIT", SMTP_QUIT},
-    {"VRFY", SMTP_VRFY}, {"EXPN", SMTP_EXPN},         {"HELP", SMTP_HELP},
+    {"HELO", SMTP_HELO},         {"EHLO", SMTP_EHLO}, {"MAIL", SMTP_MAIL}, {"RCPT", SMTP_RCPT},
+    {"DATA", SMTP_DATA},         {"BDAT", SMTP_BDAT}, {"RSET", SMTP_RSET}, {"NOOP", SMTP_NOOP},
+    {"QUIT", SMTP_QUIT},         {"VRFY", SMTP_VRFY}, {"EXPN", SMTP_EXPN}, {"HELP", SMTP_HELP},
     {"STARTTLS", SMTP_STARTTLS}, {"AUTH", SMTP_AUTH},
 };
 
@@ -108,8 +107,7 @@ static const struct cmd_case cmd_cases[] = {
     {L("START"), 0, SMTP_UNKNOWN, L("")},
     {L("TLS"), 0, SMTP_UNKNOWN, L("")},
     /* 8-bit bytes are fine in an argument (SMTPUTF8 addresses)... */
-    {L("MAIL FROM:<j\xc3\xb6rg@b.c> SMTPUTF8"), 0, SMTP_MAIL,
-     L("FROM:<j\xc3\xb6rg@b.c> SMTPUTF8")},
+    {L("MAIL FROM:<j\xc3\xb6rg@b.c> SMTPUTF8"), 0, SMTP_MAIL, L("FROM:<j\xc3\xb6rg@b.c> SMTPUTF8")},
     {L("NOOP \xff"), 0, SMTP_NOOP, L("\xff")},
     /* ...but never in the verb. */
     {L("M\xc3\x80IL FROM:<a@b.c>"), -1, SMTP_UNKNOWN, L("")},
@@ -158,8 +156,7 @@ static void test_smtp_command_table(void)
             CHECK(!"argument differs");
         }
         /* The argument lies inside the line (or is the empty string). */
-        CHECK(cmd.arglen == 0 ||
-              (cmd.arg >= t->line && cmd.arg + cmd.arglen <= t->line + t->len));
+        CHECK(cmd.arglen == 0 || (cmd.arg >= t->line && cmd.arg + cmd.arglen <= t->line + t->len));
     }
 }
 
@@ -171,10 +168,10 @@ static void test_smtp_command_odd_verbs_are_never_known(void)
         const char *line;
         size_t len;
     } odd[] = {
-        {L("X-FOO")},       {L("1234")},           {L("MAIL:FROM:<a@b.c>")},
-        {L(" QUIT")},       {L("STARTTLS2")},      {L("MAIL-FROM:<a@b.c>")},
-        {L("\"QUIT\"")},    {L("   ")},            {L("<a@b.c>")},
-        {L("QUIT.")},       {L("DATA."), },        {L(".")},
+        {L("X-FOO")},    {L("1234")},      {L("MAIL:FROM:<a@b.c>")},
+        {L(" QUIT")},    {L("STARTTLS2")}, {L("MAIL-FROM:<a@b.c>")},
+        {L("\"QUIT\"")}, {L("   ")},       {L("<a@b.c>")},
+        {L("QUIT.")},    {L("DATA.")},     {L(".")},
     };
 
     for (size_t i = 0; i < NITEMS(odd); i++) {
@@ -234,7 +231,9 @@ struct path_case {
 };
 
 /* A path case that must fail: only the error matters. */
+/* clang-format off */
 #define FAILS(s, rc) {L(s), rc, NULL, 0, 0, 0, 0, SMTP_BODY_7BIT, 0}
+/* clang-format on */
 
 static const struct path_case mail_cases[] = {
     /* Valid paths. */
@@ -247,10 +246,10 @@ static const struct path_case mail_cases[] = {
     {L("FROM:a@b.c"), SMTP_PARSE_OK, "a@b.c", 0, 0, 0, 0, SMTP_BODY_7BIT, 0},
     {L("FROM: a@b.c"), SMTP_PARSE_OK, "a@b.c", 0, 0, 0, 0, SMTP_BODY_7BIT, 0},
     {L("FROM:<a@b>"), SMTP_PARSE_OK, "a@b", 0, 0, 0, 0, SMTP_BODY_7BIT, 0},
-    {L("FROM:<first.last+tag@sub.b-c.d>"), SMTP_PARSE_OK, "first.last+tag@sub.b-c.d", 0, 0,
-     0, 0, 0, 0},
-    {L("FROM:<!#$%&'*+-/=?^_`{|}~@b.c>"), SMTP_PARSE_OK, "!#$%&'*+-/=?^_`{|}~@b.c", 0, 0,
-     0, 0, 0, 0},
+    {L("FROM:<first.last+tag@sub.b-c.d>"), SMTP_PARSE_OK, "first.last+tag@sub.b-c.d", 0, 0, 0, 0, 0,
+     0},
+    {L("FROM:<!#$%&'*+-/=?^_`{|}~@b.c>"), SMTP_PARSE_OK, "!#$%&'*+-/=?^_`{|}~@b.c", 0, 0, 0, 0, 0,
+     0},
     {L("FROM:<a@1.2.3.4>"), SMTP_PARSE_OK, "a@1.2.3.4", 0, 0, 0, 0, 0, 0},
     {L("FROM:<\"john doe\"@b.c>"), SMTP_PARSE_OK, "\"john doe\"@b.c", 1, 0, 0, 0, 0, 0},
     {L("FROM:<\"a@x\"@b.c>"), SMTP_PARSE_OK, "\"a@x\"@b.c", 1, 0, 0, 0, 0, 0},
@@ -258,11 +257,9 @@ static const struct path_case mail_cases[] = {
     {L("FROM:<\"\"@b.c>"), SMTP_PARSE_OK, "\"\"@b.c", 1, 0, 0, 0, 0, 0},
     {L("FROM:<@r1.x:u@d.e>"), SMTP_PARSE_OK, "u@d.e", 0, 1, 0, 0, 0, 0},
     {L("FROM:<@r1.x,@r2.y:u@d.e>"), SMTP_PARSE_OK, "u@d.e", 0, 1, 0, 0, 0, 0},
-    {L("FROM:<@r1.x,@[1.2.3.4]:\"q q\"@d.e>"), SMTP_PARSE_OK, "\"q q\"@d.e", 1, 1, 0, 0, 0,
-     0},
+    {L("FROM:<@r1.x,@[1.2.3.4]:\"q q\"@d.e>"), SMTP_PARSE_OK, "\"q q\"@d.e", 1, 1, 0, 0, 0, 0},
     {L("FROM:<a@[1.2.3.4]>"), SMTP_PARSE_OK, "a@[1.2.3.4]", 0, 0, 0, 0, 0, 0},
-    {L("FROM:<a@[IPv6:2001:db8::1]>"), SMTP_PARSE_OK, "a@[IPv6:2001:db8::1]", 0, 0, 0, 0, 0,
-     0},
+    {L("FROM:<a@[IPv6:2001:db8::1]>"), SMTP_PARSE_OK, "a@[IPv6:2001:db8::1]", 0, 0, 0, 0, 0, 0},
     /* Invalid paths. */
     FAILS("FROM:<a@b.c", SMTP_PARSE_BAD_SENDER),
     FAILS("FROM:<", SMTP_PARSE_BAD_SENDER),
@@ -339,8 +336,8 @@ static const struct path_case mail_cases[] = {
     FAILS("FROM:<\"\xc3\xb6\"@b.c>", SMTP_PARSE_BAD_SENDER),
     {L("FROM:<j\xc3\xb6rg@b.c> SMTPUTF8"), SMTP_PARSE_OK, "j\xc3\xb6rg@b.c", 0, 0, 1, 0,
      SMTP_BODY_7BIT, 1},
-    {L("FROM:<a@b\xc3\xa4.c> smtputf8"), SMTP_PARSE_OK, "a@b\xc3\xa4.c", 0, 0, 1, 0,
-     SMTP_BODY_7BIT, 1},
+    {L("FROM:<a@b\xc3\xa4.c> smtputf8"), SMTP_PARSE_OK, "a@b\xc3\xa4.c", 0, 0, 1, 0, SMTP_BODY_7BIT,
+     1},
     {L("FROM:<\"\xc3\xb6\"@b.c> SMTPUTF8"), SMTP_PARSE_OK, "\"\xc3\xb6\"@b.c", 1, 0, 1, 0,
      SMTP_BODY_7BIT, 1},
     {L("FROM:<a@b.c> SMTPUTF8"), SMTP_PARSE_OK, "a@b.c", 0, 0, 0, 0, SMTP_BODY_7BIT, 1},
@@ -364,10 +361,8 @@ static const struct path_case mail_cases[] = {
     FAILS("FROM:<a@b.c> SIZE=1=2", SMTP_PARSE_BAD_PARAM),
     FAILS("FROM:<a@b.c> SIZE=\xd9\xa1", SMTP_PARSE_BAD_PARAM),
     {L("FROM:<a@b.c> BODY=7BIT"), SMTP_PARSE_OK, "a@b.c", 0, 0, 0, 0, SMTP_BODY_7BIT, 0},
-    {L("FROM:<a@b.c> BODY=8BITMIME"), SMTP_PARSE_OK, "a@b.c", 0, 0, 0, 0, SMTP_BODY_8BITMIME,
-     0},
-    {L("FROM:<a@b.c> body=8bitmime"), SMTP_PARSE_OK, "a@b.c", 0, 0, 0, 0, SMTP_BODY_8BITMIME,
-     0},
+    {L("FROM:<a@b.c> BODY=8BITMIME"), SMTP_PARSE_OK, "a@b.c", 0, 0, 0, 0, SMTP_BODY_8BITMIME, 0},
+    {L("FROM:<a@b.c> body=8bitmime"), SMTP_PARSE_OK, "a@b.c", 0, 0, 0, 0, SMTP_BODY_8BITMIME, 0},
     FAILS("FROM:<a@b.c> BODY=BINARYMIME", SMTP_PARSE_BAD_PARAM),
     FAILS("FROM:<a@b.c> BODY=8BIT", SMTP_PARSE_BAD_PARAM),
     FAILS("FROM:<a@b.c> BODY=", SMTP_PARSE_BAD_PARAM),
@@ -383,8 +378,8 @@ static const struct path_case mail_cases[] = {
     FAILS("FROM:<a@b.c> =1", SMTP_PARSE_BAD_PARAM),
     FAILS("FROM:<a@b.c> <x@y.z>", SMTP_PARSE_BAD_PARAM),
     FAILS("FROM:<a@b.c>\tSIZE=1", SMTP_PARSE_BAD_SENDER),
-    {L("FROM:<a@b.c> SIZE=10 BODY=8BITMIME SMTPUTF8 AUTH=<>"), SMTP_PARSE_OK, "a@b.c", 0, 0,
-     0, 10, SMTP_BODY_8BITMIME, 1},
+    {L("FROM:<a@b.c> SIZE=10 BODY=8BITMIME SMTPUTF8 AUTH=<>"), SMTP_PARSE_OK, "a@b.c", 0, 0, 0, 10,
+     SMTP_BODY_8BITMIME, 1},
     {L("FROM:<a@b.c>  SIZE=10   BODY=8BITMIME  "), SMTP_PARSE_OK, "a@b.c", 0, 0, 0, 10,
      SMTP_BODY_8BITMIME, 0},
     FAILS("FROM:<a@b.c> SIZE=10 FOO", SMTP_PARSE_BAD_PARAM),
@@ -449,8 +444,8 @@ static void check_path_case(const struct path_case *t, int is_mail, size_t i)
                  : smtp_parse_rcpt(t->arg, t->len, &path);
     CHECK_INT(rc, t->rc);
     if (rc != t->rc)
-        fprintf(stderr, "  %s case %zu: \"%.*s\"\n", is_mail ? "mail" : "rcpt", i,
-                (int)t->len, t->arg);
+        fprintf(stderr, "  %s case %zu: \"%.*s\"\n", is_mail ? "mail" : "rcpt", i, (int)t->len,
+                t->arg);
     if (rc != SMTP_PARSE_OK || t->rc != SMTP_PARSE_OK)
         return;
     CHECK_STR(path.addr, t->addr);
@@ -569,7 +564,7 @@ static void test_smtp_path_addr_never_holds_a_nul(void)
         const char *arg;
         size_t len;
     } cases[] = {
-        {L("FROM:<a@[1\0]>")}, {L("FROM:<a@[\0]>")}, {L("FROM:<\"\0\"@b.c>")},
+        {L("FROM:<a@[1\0]>")}, {L("FROM:<a@[\0]>")},   {L("FROM:<\"\0\"@b.c>")},
         {L("FROM:a@b\0c")},    {L("FROM:<a\0b@c.d>")},
     };
 
@@ -630,8 +625,7 @@ static void test_smtp_bdat_size_and_last(void)
 
         CHECK_INT(rc, bdat_cases[i].rc);
         if (rc != bdat_cases[i].rc)
-            fprintf(stderr, "  case %zu: \"%.*s\"\n", i, (int)bdat_cases[i].len,
-                    bdat_cases[i].arg);
+            fprintf(stderr, "  case %zu: \"%.*s\"\n", i, (int)bdat_cases[i].len, bdat_cases[i].arg);
         if (rc == SMTP_PARSE_OK && bdat_cases[i].rc == SMTP_PARSE_OK) {
             CHECK(size == bdat_cases[i].size);
             CHECK_INT(last, bdat_cases[i].last);
@@ -673,11 +667,10 @@ static void test_smtp_helo_names(void)
 
         CHECK_INT(rc, helo_cases[i].rc);
         if (rc != helo_cases[i].rc)
-            fprintf(stderr, "  case %zu: \"%.*s\"\n", i, (int)helo_cases[i].len,
-                    helo_cases[i].arg);
+            fprintf(stderr, "  case %zu: \"%.*s\"\n", i, (int)helo_cases[i].len, helo_cases[i].arg);
     }
     memset(big, 'h', sizeof big);
-    CHECK_INT(smtp_parse_helo(big, SMTP_DOMAIN_MAX), SMTP_PARSE_OK);     /* 255 */
+    CHECK_INT(smtp_parse_helo(big, SMTP_DOMAIN_MAX), SMTP_PARSE_OK);         /* 255 */
     CHECK_INT(smtp_parse_helo(big, SMTP_DOMAIN_MAX + 1), SMTP_PARSE_SYNTAX); /* 256 */
 }
 
@@ -795,8 +788,8 @@ static int same_result(const struct feed_result *a, const struct feed_result *b)
 
 static void show_result(const char *what, const struct feed_result *r)
 {
-    fprintf(stderr, "    %s: consumed %zu done %d flags %#x size %llu out \"", what,
-            r->consumed, r->done, r->flags, (unsigned long long)r->size);
+    fprintf(stderr, "    %s: consumed %zu done %d flags %#x size %llu out \"", what, r->consumed,
+            r->done, r->flags, (unsigned long long)r->size);
     for (size_t i = 0; i < r->outlen; i++) {
         unsigned char ch = (unsigned char)r->out[i];
         if (ch >= 0x20 && ch < 0x7f && ch != '\\')
@@ -916,8 +909,7 @@ static const struct data_case data_cases[] = {
     {"<CR>.<CR><LF>", L("a\r.\r\n" SMUGGLED), L("a\r.\r\n" SMUGGLED), ALL, 0, CR},
     {"<LF>.<CR>", L("a\n.\r" SMUGGLED), L("a\n.\r" SMUGGLED), ALL, 0, LF | CR},
     {"<CR><LF>.<CR>", L("a\r\n.\r" SMUGGLED), L("a\r\n\r" SMUGGLED), ALL, 0, CR},
-    {"<CR><LF>.<CR><CR><LF>", L("a\r\n.\r\r\n" SMUGGLED), L("a\r\n\r\r\n" SMUGGLED), ALL, 0,
-     CR},
+    {"<CR><LF>.<CR><CR><LF>", L("a\r\n.\r\r\n" SMUGGLED), L("a\r\n\r\r\n" SMUGGLED), ALL, 0, CR},
     /* ...and the real end still works right after each of them. */
     {"<LF>.<LF> then end", L("a\n.\n\r\n.\r\n"), L("a\n.\n\r\n"), ALL, 1, LF},
     {"<CR>.<CR> then end", L("a\r.\r\r\n.\r\n"), L("a\r.\r\r\n"), ALL, 1, CR},
@@ -927,8 +919,8 @@ static const struct data_case data_cases[] = {
     {"<LF>.<CR> then end", L("a\n.\r\r\n.\r\n"), L("a\n.\r\r\n"), ALL, 1, LF | CR},
     {"<CR><LF>.<CR> then end", L("a\r\n.\r\r\n.\r\n"), L("a\r\n\r\r\n"), ALL, 1, CR},
     {"smuggled message then end", L("a\n.\n" SMUGGLED "DATA\r\nb\r\n.\r\nQUIT\r\n"),
-     L("a\n.\n" SMUGGLED "DATA\r\nb\r\n"), sizeof("a\n.\n" SMUGGLED "DATA\r\nb\r\n.\r\n") - 1,
-     1, LF},
+     L("a\n.\n" SMUGGLED "DATA\r\nb\r\n"), sizeof("a\n.\n" SMUGGLED "DATA\r\nb\r\n.\r\n") - 1, 1,
+     LF},
 };
 
 static void test_smtp_data_framing_table(void)
@@ -960,8 +952,8 @@ static void test_smtp_data_framing_table(void)
  * followed by nothing, a smuggled command, a lone LF, or a CRLF line. */
 static void test_smtp_data_smuggling_never_ends_and_is_flagged(void)
 {
-    static const char *seqs[] = {"\n.\n",   "\r.\r",   "\n.\r\n", "\r\n.\n",
-                                 "\r.\r\n", "\n.\r",   "\r\n.\r", "\r\n.\r\r\n",
+    static const char *seqs[] = {"\n.\n",     "\r.\r",    "\n.\r\n",  "\r\n.\n",
+                                 "\r.\r\n",   "\n.\r",    "\r\n.\r",  "\r\n.\r\r\n",
                                  "\r\n.\n\r", "\n..\r\n", "\r\r.\r\n"};
     static const char *prefixes[] = {"", "a", "a\r\n", "a\n", "\n"};
     static const char *suffixes[] = {"", SMUGGLED "RCPT TO:<v@y.z>\r\nDATA\r\n", "\n", "x",
@@ -1085,8 +1077,8 @@ static void test_smtp_data_hostile_stream_in_random_chunks(void)
             uint64_t r = rng();
             sizes[k] = (r & 3) == 0 ? (size_t)(r >> 8) % 4 : (size_t)(r >> 8) % 8192 + 1;
         }
-        violations += (size_t)feed_chunks((const char *)in + pos, n - pos, sizes,
-                                          NITEMS(sizes), &got);
+        violations +=
+            (size_t)feed_chunks((const char *)in + pos, n - pos, sizes, NITEMS(sizes), &got);
         model_feed((const char *)in + pos, n - pos, &model);
         if (!same_result(&got, &model)) {
             if (mismatches++ == 0) {

@@ -8,6 +8,7 @@
  *	2. reads what only root may read: the TLS certificate and key,
  *	3. opens the LMDB environment and the store (after fork, never before),
  *	4. drops to mail_creator with no capabilities and no_new_privs,
+ *	   (and maps the service-wide connection counts, anvil.h),
  *	5. sets up the event loop: listeners (EPOLLEXCLUSIVE, shared by the
  *	   workers of a service), SIGTERM for a graceful stop, SIGHUP ignored
  *	   (master replaces its daemons on reload).
@@ -33,6 +34,7 @@ struct conf;
 struct db;
 struct store;
 struct ev_loop;
+struct anvil;
 struct service;
 
 struct service_listener {
@@ -55,6 +57,7 @@ struct service {
     struct db *db;                  /* NULL unless SERVICE_DB */
     struct store *store;            /* NULL unless SERVICE_DB */
     SSL_CTX *tls;                   /* NULL when no certificate is configured */
+    struct anvil *anvil;            /* service-wide connection counts, or NULL */
     struct service_listener listeners[SERVICE_LISTEN_MAX];
     size_t nlisteners;
     int unprivileged;               /* 1: was not root, nothing dropped */
