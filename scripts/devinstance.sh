@@ -57,19 +57,27 @@ for u in alice bob; do
 done
 $mailctl alias add postmaster@example.test alice >/dev/null 2>&1 || true
 
-cat <<MSG
-
-mailcore development instance in $dev
-  users:    alice@example.test  password $(cat "$dev/alice.password")
-            bob@example.test    password $(cat "$dev/bob.password")
-  SMTP:     127.0.0.1:$(port_if smtpd $smtp)   swaks --server 127.0.0.1:$smtp --to alice@example.test
-  submit:   127.0.0.1:$(port_if submitd $sub) (STARTTLS), :$(port_if submitd $subs) (TLS)
-            swaks --server 127.0.0.1:$sub -tls --auth PLAIN --au alice@example.test --ap PASSWORD --to bob@example.test
-  IMAP:     127.0.0.1:$(port_if imapd $imap) (STARTTLS), :$(port_if imapd $imaps) (TLS), user alice@example.test
-            curl -k --user alice@example.test:PASSWORD imaps://127.0.0.1:$imaps/INBOX
-  (a port shown as 0 belongs to a daemon that is not built yet)
-  admin:    $mailctl status
-Starting master in the foreground; Ctrl-C stops it.
-
-MSG
+echo
+echo "mailcore development instance in $dev"
+echo "  users:    alice@example.test  password $(cat "$dev/alice.password")"
+echo "            bob@example.test    password $(cat "$dev/bob.password")"
+if [ -x "$bin/smtpd" ]; then
+    echo "  SMTP:     127.0.0.1:$smtp"
+    echo "            swaks --server 127.0.0.1:$smtp --from you@example.org --to alice@example.test"
+fi
+if [ -x "$bin/submitd" ]; then
+    echo "  submit:   127.0.0.1:$sub (STARTTLS), 127.0.0.1:$subs (TLS)"
+    echo "            swaks --server 127.0.0.1:$sub -tls --auth PLAIN --au alice@example.test --ap PASSWORD --to bob@example.test"
+fi
+if [ -x "$bin/imapd" ]; then
+    echo "  IMAP:     127.0.0.1:$imap (STARTTLS), 127.0.0.1:$imaps (TLS); user alice@example.test,"
+    echo "            certificate $dev/tls/cert.pem (self-signed)"
+    echo "            curl -k --user alice@example.test:PASSWORD imaps://127.0.0.1:$imaps/INBOX"
+fi
+for d in smtpd submitd imapd; do
+    [ -x "$bin/$d" ] || echo "  ($d is not built yet: its ports are 0)"
+done
+echo "  admin:    $mailctl status     $mailctl message list alice"
+echo "Starting master in the foreground; Ctrl-C stops it."
+echo
 exec "$bin/master" -c "$conf"
