@@ -20,7 +20,7 @@
 #   --fsync-method auto|perf|strace|none   (default auto: perf if its syscall
 #                            tracepoints work, else strace)
 #   --fsync-messages N       size of the separate fsync-counting run
-#                            (default min(500, M)); 0 skips it
+#                            (default 500, at most M); 0 skips it
 # Output:
 #   --label TEXT             the workload column (default from the parameters)
 #   --row-only               print the table row only (for a table of several)
@@ -72,13 +72,14 @@ while [ $# -gt 0 ]; do
 done
 load_args+=(--host "$HOST" --port "$PORT" --sessions "$sessions" --size "$size"
             --per-conn "$per_conn" --rcpts "$rcpts")
-[ -n "$fsync_messages" ] || fsync_messages=$((messages < 500 ? messages : 500))
+[ -n "$fsync_messages" ] || fsync_messages=500
+[ "$fsync_messages" -le "$messages" ] || fsync_messages=$messages
 [ -n "$label" ] || label="SMTP $((size / 1024)) KiB, $sessions sessions, $per_conn msg/conn, $rcpts rcpt"
 if [ -z "$load" ]; then
     here=$(cd "$(dirname "$0")" && pwd)
     if [ -x "$here/smtp_load" ]; then load=$here/smtp_load; else load=$(command -v smtp_load || true); fi
 fi
-[ -n "$load" ] && [ -x "$load" ] || die "smtp_load not found: build it (bench/run.sh does) and pass --load"
+{ [ -n "$load" ] && [ -x "$load" ]; } || die "smtp_load not found: build it (bench/run.sh does) and pass --load"
 
 tmp=$(mktemp -d /tmp/smtp_bench.XXXXXX)
 helper_pid=""
@@ -127,6 +128,11 @@ tree() {
         }'
 }
 
+# sys_ticks: "busy total" ticks of the whole machine (/proc/stat, all CPUs).
+sys_ticks() {
+    awk '$1 == "cpu" { b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6; exit }' /proc/stat
+}
+
 tree_ticks() { tree "$@" | awk '{ s += $2 } END { print s + 0 }'; }
 tree_pids() { tree "$@" | awk '{ print $1 }' | sort -n | tr '\n' ' '; }
 
@@ -156,12 +162,11 @@ match_roots() {
     done
 }
 
-roots=$server_pids
-if [ -n "$server_match" ]; then roots+=" $(match_roots "$server_match")"; fi
-roots=$(echo $roots)
-if [ -n "$roots" ]; then
-    for p in $roots; do [ -d "/proc/$p" ] || die "server process $p does not exist"; done
-    say "server processes: $(tree_pids $roots)"
+read -r -a roots <<< "$server_pids"
+if [ -n "$server_match" ]; then read -r -a m <<< "$(match_roots "$server_match")"; roots+=("${m[@]}"); fi
+if [ ${#roots[@]} -gt 0 ]; then
+    for p in "${roots[@]}"; do [ -d "/proc/$p" ] || die "server process $p does not exist"; done
+    say "server processes: $(tree_pids "${roots[@]}")"
 else
     say "no --server-pids/--server-match: server columns will be n/a"
 fi
@@ -198,7 +203,7 @@ run_load() {
             load_end=$(now)
             [ -s "$out" ] || { cat "$out.err" >&2; die "smtp_load failed (exit $rc)"; }
             accepted=$(kv "$out" accepted)
-            if [ -n "$roots" ]; then tree_pss $roots > "$tmp/pss"; fi
+            if [ ${#roots[@]} -gt 0 ]; then tree_pss "${roots[@]}" > "$tmp/pss"; fi
             [ -n "$delivered_cmd" ] || break
         fi
         if [ -n "$delivered_cmd" ]; then
@@ -225,34 +230,47 @@ run_load() {
 # ---- timed run ----
 
 say "timed run: $messages messages, $sessions sessions, $per_conn per connection, $size bytes -> $HOST:$PORT"
-[ -z "$roots" ] || cpu0=$(tree_ticks $roots)
+[ ${#roots[@]} -eq 0 ] || cpu0=$(tree_ticks "${roots[@]}")
+read -r sys_b0 sys_t0 < <(sys_ticks)
 run_load "$messages" "$tmp/load"
-[ -z "$roots" ] || cpu1=$(tree_ticks $roots)
+[ ${#roots[@]} -eq 0 ] || cpu1=$(tree_ticks "${roots[@]}")
+read -r sys_b1 sys_t1 < <(sys_ticks)
 read -r delivered delivered_s < "$tmp/poll"
+# The fsync run below rewrites these; the table reports the timed run's.
+mv "$tmp/pss" "$tmp/pss.timed" 2>/dev/null || true
 accepted=$(kv "$tmp/load" accepted)
 elapsed=$(kv "$tmp/load" elapsed_s)
 sed 's/^/smtp_bench: /' "$tmp/load.err" >&2 || true
+# CPU used by neither the server nor smtp_load, in % of the machine: other
+# jobs (and kernel threads, this script's polling).  Rates are only
+# comparable between quiet runs; CPU per message suffers much less.
+other_pct=$(awk -v b="$((sys_b1 - sys_b0))" -v t="$((sys_t1 - sys_t0))" -v s="$(( ${cpu1:-0} - ${cpu0:-0} ))" \
+    -v c="$(kv "$tmp/load" client_cpu_s)" -v hz="$hz" 'BEGIN { o = b - s - c * hz; if (o < 0) o = 0; printf "%.0f", (t > 0 ? 100 * o / t : 0) }')
+if [ ${#roots[@]} -gt 0 ] && [ "$other_pct" -gt 10 ]; then
+    say "warning: other processes used ${other_pct}% of the machine's CPU during the run: rates are not from a quiet machine"
+fi
 
 # ---- fsync run (separate: tracing slows the server) ----
 
 fsync_total=-1 fsync_accepted=0 fsync_used=none
-if [ -n "$roots" ] && [ "$fsync_messages" -gt 0 ] && [ "$fsync_method" != none ]; then
+if [ ${#roots[@]} -gt 0 ] && [ "$fsync_messages" -gt 0 ] && [ "$fsync_method" != none ]; then
     syscalls="fsync fdatasync syncfs sync_file_range msync sync"
     if [ "$fsync_method" = auto ]; then
         if perf stat -e syscalls:sys_enter_fsync -- true >/dev/null 2>&1; then fsync_method=perf
         elif command -v strace >/dev/null; then fsync_method=strace
         else fsync_method=none; say "neither perf (syscall tracepoints) nor strace: no fsync count"; fi
     fi
-    pids=$(tree_pids $roots)
+    read -r -a pids <<< "$(tree_pids "${roots[@]}")"
     case "$fsync_method" in
     perf)
         ev=""; for s in $syscalls; do ev+="${ev:+,}syscalls:sys_enter_$s"; done
         # perf stat -p follows children forked after it attaches (inherit).
-        perf stat -x, -e "$ev" -p "$(echo $pids | tr ' ' ',')" -o "$tmp/trace" &
+        plist=$(IFS=,; echo "${pids[*]}")
+        perf stat -x, -e "$ev" -p "$plist" -o "$tmp/trace" &
         helper_pid=$! ;;
     strace)
-        pargs=(); for p in $pids; do pargs+=(-p "$p"); done
-        strace -f -qq -c -e "trace=$(echo $syscalls | tr ' ' ',')" -o "$tmp/trace" "${pargs[@]}" &
+        pargs=(); for p in "${pids[@]}"; do pargs+=(-p "$p"); done
+        strace -f -qq -c -e "trace=${syscalls// /,}" -o "$tmp/trace" "${pargs[@]}" &
         helper_pid=$! ;;
     none) ;;
     *) die "--fsync-method: auto, perf, strace or none" ;;
@@ -280,8 +298,8 @@ awk_row() {
     awk -v label="$label" -v acc="$accepted" -v msgs="$messages" -v el="$elapsed" \
         -v dlv="$delivered" -v dlvs="$delivered_s" -v p50="$(kv "$tmp/load" lat_p50_ms)" \
         -v p99="$(kv "$tmp/load" lat_p99_ms)" -v c0="${cpu0:--1}" -v c1="${cpu1:--1}" -v hz="$hz" \
-        -v fst="$fsync_total" -v fsa="$fsync_accepted" -v pss="$(cut -d' ' -f1 "$tmp/pss" 2>/dev/null || echo -1)" \
-        -v procs="$(cut -d' ' -f2 "$tmp/pss" 2>/dev/null || echo 0)" -v kvmode="$1" -v method="$fsync_used" '
+        -v fst="$fsync_total" -v fsa="$fsync_accepted" -v pss="$(cut -d' ' -f1 "$tmp/pss.timed" 2>/dev/null || echo -1)" \
+        -v procs="$(cut -d' ' -f2 "$tmp/pss.timed" 2>/dev/null || echo 0)" -v kvmode="$1" -v method="$fsync_used" -v other="$([ ${#roots[@]} -gt 0 ] && echo "$other_pct" || echo -1)" '
     function f(v) { return v >= 100 ? sprintf("%.0f", v) : v >= 10 ? sprintf("%.1f", v) : sprintf("%.2f", v) }
     BEGIN {
         ra = el > 0 ? acc / el : 0
@@ -292,7 +310,7 @@ awk_row() {
             printf "smtp_bench label=\"%s\" accepted=%d messages=%d elapsed_s=%s rate_accepted=%.2f", label, acc, msgs, el, ra
             printf " delivered=%d delivered_s=%s rate_delivered=%.2f lat_p50_ms=%s lat_p99_ms=%s", dlv, dlvs, rd, p50, p99
             printf " server_cpu_ms=%.0f server_cpu_ms_per_msg=%.3f fsync_method=%s fsync_messages=%d", (c0 >= 0 ? (c1 - c0) * 1000 / hz : -1), cpu, method, fsa
-            printf " fsyncs=%d fsyncs_per_msg=%.3f pss_kib=%d server_procs=%d\n", fst, fpm, pss, procs
+            printf " fsyncs=%d fsyncs_per_msg=%.3f pss_kib=%d server_procs=%d other_cpu_pct=%d\n", fst, fpm, pss, procs, other
             exit
         }
         a = f(ra); if (acc < msgs) a = a " (" acc "/" msgs " accepted)"
@@ -313,5 +331,8 @@ if [ "$row_only" = 0 ] && [ "$fsync_used" != none ]; then
     echo "¹ counted with $fsync_used in a separate run of $fsync_messages messages (tracing slows the server), not during the timed run."
 fi
 if [ -n "$kv_file" ]; then
-    { awk_row 1 | tr -d '\n'; echo " $(sed 's/^smtp_load //' "$tmp/load")"; } >> "$kv_file"
+    # smtp_bench's keys, then smtp_load's, each key once.
+    { awk_row 1 | tr -d '\n'; tr ' ' '\n' < "$tmp/load" | awk -F= '
+        $1 !~ /^(smtp_load|accepted|messages|elapsed_s|rate_accepted|lat_p50_ms|lat_p99_ms)$/ { printf " %s", $0 }
+        END { print "" }'; } >> "$kv_file"
 fi

@@ -69,9 +69,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define IN_MAX 4096       /* one reply line must fit; RFC 5321 says 512 */
+#define IN_MAX 4096 /* one reply line must fit; RFC 5321 says 512 */
 #define ADDR_MAX 256
-#define HDR_MAX 1024      /* message headers, see msg_header() */
+#define HDR_MAX 1024 /* message headers, see msg_header() */
 #define MAX_RCPTS 100
 #define MAX_FAILTEXTS 5
 #define QUIT_LINGER_NS 2000000000ull /* wait this long for the server's close */
@@ -114,21 +114,21 @@ struct opts {
 struct session {
     int idx;
     int fd;
-    uint32_t gen;       /* bumped per connection: stale epoll events are skipped */
+    uint32_t gen; /* bumped per connection: stale epoll events are skipped */
     enum state st;
-    uint64_t deadline;  /* monotonic ns; 0 = none */
+    uint64_t deadline; /* monotonic ns; 0 = none */
     int pipelining;
     int size_ext;
-    int msgs_on_conn;   /* messages started on this connection */
+    int msgs_on_conn; /* messages started on this connection */
     /* current message */
-    long msg;           /* message number, -1 = none claimed */
-    int rcpt_first;     /* index into the recipient list */
-    int tx_sent;        /* commands of the transaction sent: MAIL, RCPTs, DATA */
-    int tx_recv;        /* replies received for them */
+    long msg;       /* message number, -1 = none claimed */
+    int rcpt_first; /* index into the recipient list */
+    int tx_sent;    /* commands of the transaction sent: MAIL, RCPTs, DATA */
+    int tx_recv;    /* replies received for them */
     int mail_ok;
     int rcpt_ok;
-    int rcpt_temp;      /* recipients refused with 4xx */
-    int fail;           /* class (4, 5) of the first step that failed the message, 0 = none */
+    int rcpt_temp; /* recipients refused with 4xx */
+    int fail;      /* class (4, 5) of the first step that failed the message, 0 = none */
     uint64_t t_mail, t_dot;
     /* reply parsing */
     char in[IN_MAX];
@@ -138,7 +138,8 @@ struct session {
     size_t cmdcap;
     struct iovec iov[3];
     int niov;
-    int body_pending;   /* the queued output ends with the final dot */
+    int body_pending; /* the queued output ends with the final dot */
+    int restart;      /* queued in g.restart[] */
 };
 
 static struct opts o = {
@@ -158,18 +159,18 @@ static struct opts o = {
 static struct {
     struct sockaddr_storage addr;
     socklen_t addrlen;
-    char **rcpt;        /* expanded recipient list */
+    char **rcpt; /* expanded recipient list */
     size_t *rcptlen;
     int nrcpt;
     size_t rcptmax;
-    char *body;         /* shared by every message: header goes in front */
+    char *body; /* shared by every message: header goes in front */
     size_t bodylen;
-    size_t msg_bytes;   /* header + body of the longest header */
+    size_t msg_bytes; /* header + body of the longest header */
     char runid[64];
     char date[64];
     int epfd;
     struct session *s;
-    long next_msg;      /* messages claimed so far */
+    long next_msg; /* messages claimed so far */
     long done[OUT_NCOUNT];
     long rcpt_cnt[OUT_NCOUNT];
     long connections, conn_errors;
@@ -180,12 +181,13 @@ static struct {
     char failtext[MAX_FAILTEXTS][160];
     int nfail;
     uint64_t t_start, t_last; /* start, last message finished */
-    int open;           /* connections open */
+    int open;                 /* connections open */
+    int *restart;             /* sessions to reconnect at the top of the loop */
+    int nrestart;
     volatile sig_atomic_t stop;
 } g;
 
 static void msg_start(struct session *s);
-static void sess_begin(struct session *s);
 
 static uint64_t now_ns(void)
 {
@@ -329,6 +331,12 @@ static void sess_close(struct session *s)
     s->deadline = 0;
     s->niov = 0;
     s->body_pending = 0;
+    /* Reconnect from the main loop, not from here: a server that refuses
+     * connections at once must not turn into a recursion per message. */
+    if (!s->restart) {
+        s->restart = 1;
+        g.restart[g.nrestart++] = s->idx;
+    }
 }
 
 /* The connection broke: the message in flight, if any, is an error. */
@@ -338,7 +346,6 @@ static void sess_error(struct session *s, const char *why)
     note_failure("connection", why, strlen(why));
     msg_finish(s, OUT_ERROR);
     sess_close(s);
-    sess_begin(s);
 }
 
 static int have_work(void)
@@ -597,7 +604,6 @@ static void on_line(struct session *s, const char *line, size_t len)
         note_failure("421", line, len);
         msg_finish(s, OUT_TEMPFAIL);
         sess_close(s);
-        sess_begin(s);
         return;
     }
     switch (s->st) {
@@ -677,12 +683,10 @@ static void sess_read(struct session *s)
             return;
         }
         if (n == 0) {
-            if (s->st == S_CLOSING) {
+            if (s->st == S_CLOSING)
                 sess_close(s);
-                sess_begin(s);
-            } else {
+            else
                 sess_error(s, "server closed the connection");
-            }
             return;
         }
         s->inlen += (size_t)n;
@@ -738,12 +742,10 @@ static void check_timeouts(uint64_t t)
         struct session *s = &g.s[i];
         if (s->fd < 0 || s->deadline == 0 || t < s->deadline)
             continue;
-        if (s->st == S_CLOSING) { /* 221 was seen: the server just did not close */
+        if (s->st == S_CLOSING) /* 221 was seen: the server just did not close */
             sess_close(s);
-            sess_begin(s);
-        } else {
+        else
             sess_error(s, "timeout");
-        }
     }
 }
 
@@ -922,40 +924,98 @@ static double sec_arg(const char *name, const char *v)
 
 static void parse_args(int argc, char **argv)
 {
-    enum { O_HOST = 256, O_PORT, O_SESS, O_MSGS, O_SIZE, O_PERCONN, O_FROM, O_TO, O_USERS,
-           O_RCPTS, O_TIMEOUT, O_MAXTIME, O_HELO, O_NOPIPE, O_NONLOCAL, O_QUIET };
+    enum {
+        O_HOST = 256,
+        O_PORT,
+        O_SESS,
+        O_MSGS,
+        O_SIZE,
+        O_PERCONN,
+        O_FROM,
+        O_TO,
+        O_USERS,
+        O_RCPTS,
+        O_TIMEOUT,
+        O_MAXTIME,
+        O_HELO,
+        O_NOPIPE,
+        O_NONLOCAL,
+        O_QUIET
+    };
     static const struct option lo[] = {
-        {"host", required_argument, 0, O_HOST},       {"port", required_argument, 0, O_PORT},
-        {"sessions", required_argument, 0, O_SESS},   {"messages", required_argument, 0, O_MSGS},
-        {"size", required_argument, 0, O_SIZE},       {"per-conn", required_argument, 0, O_PERCONN},
-        {"from", required_argument, 0, O_FROM},       {"to", required_argument, 0, O_TO},
-        {"users", required_argument, 0, O_USERS},     {"rcpts", required_argument, 0, O_RCPTS},
-        {"timeout", required_argument, 0, O_TIMEOUT}, {"max-time", required_argument, 0, O_MAXTIME},
-        {"helo", required_argument, 0, O_HELO},       {"no-pipelining", no_argument, 0, O_NOPIPE},
-        {"allow-nonlocal", no_argument, 0, O_NONLOCAL}, {"quiet", no_argument, 0, O_QUIET},
-        {"help", no_argument, 0, 'h'},                {0, 0, 0, 0},
+        {"host", required_argument, 0, O_HOST},
+        {"port", required_argument, 0, O_PORT},
+        {"sessions", required_argument, 0, O_SESS},
+        {"messages", required_argument, 0, O_MSGS},
+        {"size", required_argument, 0, O_SIZE},
+        {"per-conn", required_argument, 0, O_PERCONN},
+        {"from", required_argument, 0, O_FROM},
+        {"to", required_argument, 0, O_TO},
+        {"users", required_argument, 0, O_USERS},
+        {"rcpts", required_argument, 0, O_RCPTS},
+        {"timeout", required_argument, 0, O_TIMEOUT},
+        {"max-time", required_argument, 0, O_MAXTIME},
+        {"helo", required_argument, 0, O_HELO},
+        {"no-pipelining", no_argument, 0, O_NOPIPE},
+        {"allow-nonlocal", no_argument, 0, O_NONLOCAL},
+        {"quiet", no_argument, 0, O_QUIET},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
     o.to = xcalloc((size_t)argc, sizeof *o.to);
     int c;
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
         switch (c) {
-        case O_HOST: o.host = optarg; break;
-        case O_PORT: o.port = optarg; break;
-        case O_SESS: o.sessions = (int)num_arg("--sessions", optarg, 1, 100000); break;
-        case O_MSGS: o.messages = num_arg("--messages", optarg, 1, 100000000); break;
-        case O_SIZE: o.size = num_arg("--size", optarg, 0, 100L << 20); break;
-        case O_PERCONN: o.per_conn = (int)num_arg("--per-conn", optarg, 1, 1000000); break;
-        case O_FROM: o.from = optarg; break;
-        case O_TO: o.to[o.nto++] = optarg; break;
-        case O_USERS: o.users = (int)num_arg("--users", optarg, 1, 1000000); break;
-        case O_RCPTS: o.rcpts = (int)num_arg("--rcpts", optarg, 1, MAX_RCPTS); break;
-        case O_TIMEOUT: o.timeout = sec_arg("--timeout", optarg); break;
-        case O_MAXTIME: o.max_time = sec_arg("--max-time", optarg); break;
-        case O_HELO: o.helo = optarg; break;
-        case O_NOPIPE: o.no_pipelining = 1; break;
-        case O_NONLOCAL: o.allow_nonlocal = 1; break;
-        case O_QUIET: o.quiet = 1; break;
-        default: usage();
+        case O_HOST:
+            o.host = optarg;
+            break;
+        case O_PORT:
+            o.port = optarg;
+            break;
+        case O_SESS:
+            o.sessions = (int)num_arg("--sessions", optarg, 1, 100000);
+            break;
+        case O_MSGS:
+            o.messages = num_arg("--messages", optarg, 1, 100000000);
+            break;
+        case O_SIZE:
+            o.size = num_arg("--size", optarg, 0, 100L << 20);
+            break;
+        case O_PERCONN:
+            o.per_conn = (int)num_arg("--per-conn", optarg, 1, 1000000);
+            break;
+        case O_FROM:
+            o.from = optarg;
+            break;
+        case O_TO:
+            o.to[o.nto++] = optarg;
+            break;
+        case O_USERS:
+            o.users = (int)num_arg("--users", optarg, 1, 1000000);
+            break;
+        case O_RCPTS:
+            o.rcpts = (int)num_arg("--rcpts", optarg, 1, MAX_RCPTS);
+            break;
+        case O_TIMEOUT:
+            o.timeout = sec_arg("--timeout", optarg);
+            break;
+        case O_MAXTIME:
+            o.max_time = sec_arg("--max-time", optarg);
+            break;
+        case O_HELO:
+            o.helo = optarg;
+            break;
+        case O_NOPIPE:
+            o.no_pipelining = 1;
+            break;
+        case O_NONLOCAL:
+            o.allow_nonlocal = 1;
+            break;
+        case O_QUIET:
+            o.quiet = 1;
+            break;
+        default:
+            usage();
         }
     }
     if (optind != argc || !o.host)
@@ -1018,8 +1078,7 @@ static int print_results(void)
            " rate_accepted=%.2f lat_p50_ms=%.3f lat_p90_ms=%.3f lat_p99_ms=%.3f"
            " lat_max_ms=%.3f lat_mean_ms=%.3f txn_p50_ms=%.3f txn_p99_ms=%.3f txn_mean_ms=%.3f"
            " client_cpu_s=%.3f\n",
-           o.host, o.port, o.sessions, o.messages, o.per_conn, o.rcpts, o.size,
-           g.msg_bytes,
+           o.host, o.port, o.sessions, o.messages, o.per_conn, o.rcpts, o.size, g.msg_bytes,
            g.sessions_no_pipelining == 0 && g.connections > 0, el, offered, g.done[OUT_ACCEPTED],
            g.done[OUT_TEMPFAIL], g.done[OUT_REJECTED], g.done[OUT_ERROR], unfinished,
            o.messages - offered, g.rcpt_cnt[OUT_ACCEPTED], g.rcpt_cnt[OUT_TEMPFAIL],
@@ -1030,12 +1089,12 @@ static int print_results(void)
     fflush(stdout);
     if (!o.quiet) {
         fprintf(stderr, "%-22s %8s %8s %6s %6s %6s %8s %9s %8s %8s %8s %7s\n", "server", "offered",
-                "accepted", "4xx", "5xx", "errors", "secs", "msgs/s", "p50 ms", "p99 ms",
-                "max ms", "cpu s");
+                "accepted", "4xx", "5xx", "errors", "secs", "msgs/s", "p50 ms", "p99 ms", "max ms",
+                "cpu s");
         char hp[64];
         snprintf(hp, sizeof hp, "%s:%s", o.host, o.port);
-        fprintf(stderr, "%-22s %8ld %8ld %6ld %6ld %6ld %8.2f %9.1f %8.2f %8.2f %8.2f %7.2f\n",
-                hp, offered, g.done[OUT_ACCEPTED], g.done[OUT_TEMPFAIL], g.done[OUT_REJECTED],
+        fprintf(stderr, "%-22s %8ld %8ld %6ld %6ld %6ld %8.2f %9.1f %8.2f %8.2f %8.2f %7.2f\n", hp,
+                offered, g.done[OUT_ACCEPTED], g.done[OUT_TEMPFAIL], g.done[OUT_REJECTED],
                 g.done[OUT_ERROR] + unfinished, el, rate, pct_ms(g.lat_us, g.nlat, 0.50),
                 pct_ms(g.lat_us, g.nlat, 0.99), pct_ms(g.lat_us, g.nlat, 1.0), cpu);
         for (int i = 0; i < g.nfail; i++)
@@ -1072,6 +1131,7 @@ int main(int argc, char **argv)
     /* cmd[] holds the largest pipelined group or a message header. */
     size_t cmdcap = HDR_MAX + 2 * ADDR_MAX + 64 + (size_t)o.rcpts * (g.rcptmax + 16);
     g.s = xcalloc((size_t)o.sessions, sizeof *g.s);
+    g.restart = xcalloc(2 * (size_t)o.sessions, sizeof *g.restart); /* see the loop */
     for (int i = 0; i < o.sessions; i++) {
         g.s[i].idx = i;
         g.s[i].fd = -1;
@@ -1083,13 +1143,24 @@ int main(int argc, char **argv)
     g.t_start = now_ns();
     uint64_t t_stop = g.t_start + (uint64_t)(o.max_time * 1e9), t_check = g.t_start;
     for (int i = 0; i < o.sessions; i++)
-        sess_begin(&g.s[i]);
+        g.restart[g.nrestart++] = i, g.s[i].restart = 1;
 
     struct epoll_event ev[256];
     for (;;) {
-        if (g.open == 0)
+        /* Sessions closed in the last turn; one that fails again at once is
+         * queued for the next turn. */
+        int nr = g.nrestart;
+        for (int i = 0; i < nr; i++) {
+            struct session *s = &g.s[g.restart[i]];
+            s->restart = 0;
+            if (s->fd < 0)
+                sess_begin(s);
+        }
+        memmove(g.restart, g.restart + nr, (size_t)(g.nrestart - nr) * sizeof *g.restart);
+        g.nrestart -= nr;
+        if (g.open == 0 && g.nrestart == 0)
             break;
-        int n = epoll_wait(g.epfd, ev, 256, 100);
+        int n = epoll_wait(g.epfd, ev, 256, g.nrestart ? 0 : 100);
         if (n < 0 && errno != EINTR)
             die("epoll_wait: %s", strerror(errno));
         for (int i = 0; i < n; i++) {
