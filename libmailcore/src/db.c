@@ -31,14 +31,25 @@
  *   mailboxes  key: user NUL mailbox name ("INBOX" always spelt so)
  *              value: v1 u32 id, u32 uidvalidity, u32 uidnext,
  *                     u64 highestmodseq, u32 special, u32 subscribed,
- *                     u32 messages, u32 unseen, u64 size
+ *                     u32 messages, u32 unseen, u64 size,
+ *                     u32 recent_uid (uids from here are \Recent to the
+ *                     next session that SELECTs the mailbox)
  *   mboxids    key: be32 mailbox id            value: user NUL mailbox name
  *              (the mailboxes key, so that a mailbox id finds its record)
  *   messages   key: be32 mailbox id, be32 uid
  *              value: v1 u32 flags, u64 file id, u64 size, i64 internaldate,
- *                     u64 modseq
+ *                     u64 modseq, u64 keywords (bit i: keyword i below)
  *   files      key: be64 file id
  *              value: v1 u32 reference count (index entries), u64 size
+ *   keywords   key: be32 mailbox id, u8 index (0..63)
+ *              value: v1 str keyword (IMAP flag keyword, case kept; matched
+ *                     case-insensitively)
+ *   subscriptions key: user NUL mailbox name    value: v1
+ *              (IMAP SUBSCRIBE; may name a mailbox that does not exist)
+ *   cache      key: be64 file id
+ *              value: v1 then three blobs, each u32 length and bytes: the
+ *                     IMAP ENVELOPE, BODYSTRUCTURE and BODY of the file
+ *                     (parsed once, at delivery or first FETCH)
  *
  * A file's reference count is the number of messages records naming it; a
  * committed files record always has at least one (db_user_del deletes it at
@@ -78,6 +89,8 @@ static const struct {
     [DBX_GROUPS] = {"groups", 0},       [DBX_MEMBERS] = {"members", 0},
     [DBX_MAILBOXES] = {"mailboxes", 0}, [DBX_MBOXIDS] = {"mboxids", 0},
     [DBX_MESSAGES] = {"messages", 0},   [DBX_FILES] = {"files", 0},
+    [DBX_KEYWORDS] = {"keywords", 0},   [DBX_SUBSCRIPTIONS] = {"subscriptions", 0},
+    [DBX_CACHE] = {"cache", 0},
 };
 
 static size_t initial_mapsize;

@@ -27,6 +27,9 @@ enum dbx_dbi {
     DBX_MBOXIDS,
     DBX_MESSAGES,
     DBX_FILES,
+    DBX_KEYWORDS,
+    DBX_SUBSCRIPTIONS,
+    DBX_CACHE,
     DBX_COUNT
 };
 
@@ -73,6 +76,17 @@ int dbx_scan(struct db_txn *txn, int dbi, const void *prefix, size_t plen, dbx_s
 
 /* db_user_del's part in db_mailbox.c: every mailbox of user, its messages
  * and their file references (file_dead for each that reaches zero). */
+/* db_mailbox.c, for db_imap.c */
+int dbx_mailbox_put(struct db_txn *txn, const struct db_mailbox *m, unsigned flags);
+int dbx_message_put(struct db_txn *txn, uint32_t mailbox_id, const struct db_message *m,
+                    unsigned flags);
+int dbx_file_unref(struct db_txn *txn, uint64_t id,
+                   void (*file_dead)(uint64_t file_id, void *arg), void *arg);
+int dbx_mailbox_key(char *key, size_t keymax, const char *user, const char *name, size_t *klen);
+int dbx_mailbox_name_canon(const char *name, char out[DB_MBOX_NAME_MAX + 1]);
+int dbx_mailbox_purge(struct db_txn *txn, uint32_t id,
+                      void (*file_dead)(uint64_t file_id, void *arg), void *arg);
+
 int dbx_mailboxes_del_user(struct db_txn *txn, const char *user,
                            void (*file_dead)(uint64_t file_id, void *arg), void *arg);
 

@@ -16,7 +16,7 @@
 
 /* A valid mailbox name in canonical form: 1-255 bytes, no control
  * characters; INBOX is case-insensitive (RFC 3501 5.1) and spelt "INBOX". */
-static int mbox_name_canon(const char *name, char out[DB_MBOX_NAME_MAX + 1])
+int dbx_mailbox_name_canon(const char *name, char out[DB_MBOX_NAME_MAX + 1])
 {
     size_t n = strlen(name);
 
@@ -52,6 +52,7 @@ static int mbox_decode(struct db_txn *txn, const MDB_val *v, struct db_mailbox *
     m->messages = dbx_dec_u32(&d);
     m->unseen = dbx_dec_u32(&d);
     m->size = dbx_dec_u64(&d);
+    m->recent_uid = dbx_dec_u32(&d);
     if (dbx_dec_done(&d) != 0)
         return dbx_corrupt(txn, "mailboxes");
     return 0;
@@ -75,7 +76,21 @@ static int mbox_put(struct db_txn *txn, const struct db_mailbox *m, unsigned fla
     dbx_enc_u32(&e, m->messages);
     dbx_enc_u32(&e, m->unseen);
     dbx_enc_u64(&e, m->size);
+    dbx_enc_u32(&e, m->recent_uid);
     return dbx_put(txn, DBX_MAILBOXES, key, klen, e.buf, e.len, flags);
+}
+
+int dbx_mailbox_put(struct db_txn *txn, const struct db_mailbox *m, unsigned flags)
+{
+    return mbox_put(txn, m, flags);
+}
+
+int dbx_mailbox_key(char *key, size_t keymax, const char *user, const char *name, size_t *klen)
+{
+    if (keymax < MBOX_KEY_MAX)
+        return -1;
+    *klen = mbox_key(key, user, name);
+    return *klen == 0 ? -1 : 0;
 }
 
 int db_mailbox_create(struct db_txn *txn, const char *user, const char *name, uint32_t special,
@@ -90,7 +105,7 @@ int db_mailbox_create(struct db_txn *txn, const char *user, const char *name, ui
     int rc;
 
     memset(&m, 0, sizeof m);
-    if (mbox_name_canon(name, m.name) != 0)
+    if (dbx_mailbox_name_canon(name, m.name) != 0)
         return db_txn_fail(txn, "invalid mailbox name");
     if ((rc = db_user_get(txn, user, &u)) != 0)
         return rc;
@@ -105,6 +120,7 @@ int db_mailbox_create(struct db_txn *txn, const char *user, const char *name, ui
         (rc = dbx_uidvalidity_next(txn, &m.uidvalidity)) != 0)
         return rc;
     m.uidnext = 1;
+    m.recent_uid = 1;
     m.highestmodseq = 1;
     m.special = special;
     m.subscribed = 1;
@@ -146,7 +162,7 @@ int db_mailbox_get(struct db_txn *txn, const char *user, const char *name, struc
     size_t klen;
     int rc;
 
-    if (mbox_name_canon(name, canon) != 0 || (klen = mbox_key(key, user, canon)) == 0)
+    if (dbx_mailbox_name_canon(name, canon) != 0 || (klen = mbox_key(key, user, canon)) == 0)
         return dbx_note(txn, DB_NOTFOUND, "no such mailbox");
     rc = mbox_get_key(txn, key, klen, out);
     if (rc == DB_NOTFOUND)
@@ -268,7 +284,7 @@ int db_file_refs(struct db_txn *txn, uint64_t file_id, uint32_t *refs)
 }
 
 /* Drop one reference; at zero the record goes and file_dead is told. */
-static int file_unref(struct db_txn *txn, uint64_t id,
+int dbx_file_unref(struct db_txn *txn, uint64_t id,
                       void (*file_dead)(uint64_t file_id, void *arg), void *arg)
 {
     unsigned char key[8];
@@ -309,16 +325,32 @@ static int msg_decode(struct db_txn *txn, const MDB_val *v, struct db_message *m
     m->size = dbx_dec_u64(&d);
     m->internaldate = (int64_t)dbx_dec_u64(&d);
     m->modseq = dbx_dec_u64(&d);
+    m->keywords = dbx_dec_u64(&d);
     if (dbx_dec_done(&d) != 0)
         return dbx_corrupt(txn, "messages");
     return 0;
 }
 
+int dbx_message_put(struct db_txn *txn, uint32_t mailbox_id, const struct db_message *m,
+                    unsigned flags)
+{
+    unsigned char key[8];
+    struct dbx_enc e;
+
+    msg_key(key, mailbox_id, m->uid);
+    dbx_enc_init(&e, DBX_RECORD_V1);
+    dbx_enc_u32(&e, m->flags);
+    dbx_enc_u64(&e, m->file_id);
+    dbx_enc_u64(&e, m->size);
+    dbx_enc_u64(&e, (uint64_t)m->internaldate);
+    dbx_enc_u64(&e, m->modseq);
+    dbx_enc_u64(&e, m->keywords);
+    return dbx_put(txn, DBX_MESSAGES, key, sizeof key, e.buf, e.len, flags);
+}
+
 int db_message_add(struct db_txn *txn, uint32_t mailbox_id, struct db_message *m)
 {
     struct db_mailbox mb;
-    unsigned char key[8];
-    struct dbx_enc e;
     uint32_t refs;
     uint64_t size;
     int rc;
@@ -342,14 +374,7 @@ int db_message_add(struct db_txn *txn, uint32_t mailbox_id, struct db_message *m
         mb.unseen++;
     mb.size += size;
 
-    msg_key(key, mailbox_id, m->uid);
-    dbx_enc_init(&e, DBX_RECORD_V1);
-    dbx_enc_u32(&e, m->flags);
-    dbx_enc_u64(&e, m->file_id);
-    dbx_enc_u64(&e, m->size);
-    dbx_enc_u64(&e, (uint64_t)m->internaldate);
-    dbx_enc_u64(&e, m->modseq);
-    rc = dbx_put(txn, DBX_MESSAGES, key, sizeof key, e.buf, e.len, MDB_NOOVERWRITE);
+    rc = dbx_message_put(txn, mailbox_id, m, MDB_NOOVERWRITE);
     if (rc == DB_EXISTS)
         return dbx_corrupt(txn, "mailboxes"); /* uidnext behind an existing uid */
     if (rc != 0 || (rc = mbox_put(txn, &mb, 0)) != 0)
@@ -418,28 +443,45 @@ static int msg_del_fn(struct db_txn *txn, const MDB_val *k, const MDB_val *v, in
     if ((rc = msg_decode(txn, v, &m)) != 0)
         return rc;
     *del = 1;
-    return file_unref(txn, m.file_id, me->file_dead, me->arg);
+    return dbx_file_unref(txn, m.file_id, me->file_dead, me->arg);
 }
 
 static int mbox_del_fn(struct db_txn *txn, const MDB_val *k, const MDB_val *v, int *del, void *arg)
 {
     struct mbox_each *me = arg;
-    struct msg_each msgs = {.arg = me->arg, .file_dead = me->file_dead};
     struct db_mailbox m;
-    unsigned char idkey[4];
     int rc;
 
     (void)k;
     if ((rc = mbox_decode(txn, v, &m)) != 0)
         return rc;
-    dbx_be32(idkey, m.id);
-    if ((rc = dbx_scan(txn, DBX_MESSAGES, idkey, sizeof idkey, msg_del_fn, &msgs)) != 0)
+    if ((rc = dbx_mailbox_purge(txn, m.id, me->file_dead, me->arg)) != 0)
+        return rc;
+    *del = 1;
+    return 0;
+}
+
+static int del_fn(struct db_txn *txn, const MDB_val *k, const MDB_val *v, int *del, void *arg)
+{
+    (void)txn, (void)k, (void)v, (void)arg;
+    *del = 1;
+    return 0;
+}
+
+/* A mailbox's messages, keywords and id entry (not its mailboxes record). */
+int dbx_mailbox_purge(struct db_txn *txn, uint32_t id,
+                      void (*file_dead)(uint64_t file_id, void *arg), void *arg)
+{
+    struct msg_each msgs = {.arg = arg, .file_dead = file_dead};
+    unsigned char idkey[4];
+    int rc;
+
+    dbx_be32(idkey, id);
+    if ((rc = dbx_scan(txn, DBX_MESSAGES, idkey, sizeof idkey, msg_del_fn, &msgs)) != 0 ||
+        (rc = dbx_scan(txn, DBX_KEYWORDS, idkey, sizeof idkey, del_fn, NULL)) != 0)
         return rc;
     rc = dbx_del(txn, DBX_MBOXIDS, idkey, sizeof idkey);
-    if (rc == DB_NOTFOUND)
-        return dbx_corrupt(txn, "mboxids");
-    *del = 1;
-    return rc;
+    return rc == DB_NOTFOUND ? dbx_corrupt(txn, "mboxids") : rc;
 }
 
 int dbx_mailboxes_del_user(struct db_txn *txn, const char *user,
@@ -448,10 +490,14 @@ int dbx_mailboxes_del_user(struct db_txn *txn, const char *user,
     struct mbox_each me = {.arg = arg, .user = user, .file_dead = file_dead};
     char prefix[DB_NAME_MAX + 1];
     size_t n = strlen(user);
+    int rc;
 
     if (n == 0 || n > DB_NAME_MAX)
         return 0;
     memcpy(prefix, user, n + 1);
     me.plen = n + 1;
-    return dbx_scan(txn, DBX_MAILBOXES, prefix, n + 1, mbox_del_fn, &me);
+    rc = dbx_scan(txn, DBX_MAILBOXES, prefix, n + 1, mbox_del_fn, &me);
+    if (rc == 0)
+        rc = dbx_scan(txn, DBX_SUBSCRIPTIONS, prefix, n + 1, del_fn, NULL);
+    return rc;
 }

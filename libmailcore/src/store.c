@@ -823,73 +823,82 @@ int store_recover(struct store *s, unsigned min_age, char *err, size_t errlen)
     return total;
 }
 
-/* ---- deleting a user ---- */
+/* ---- files that lost their last reference ---- */
 
-struct dead_files {
-    const char *name;
-    uint64_t *ids;
-    size_t n, cap;
-    int nomem;
-};
-
-static void file_dead(uint64_t file_id, void *arg)
+void store_dead_add(uint64_t file_id, void *arg)
 {
-    struct dead_files *df = arg;
+    struct store_dead *d = arg;
 
-    if (df->n == df->cap) {
-        size_t cap = df->cap ? df->cap * 2 : 64;
-        uint64_t *ids = realloc(df->ids, cap * sizeof *ids);
+    if (d->n == d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 64;
+        uint64_t *ids = realloc(d->ids, cap * sizeof *ids);
 
         if (ids == NULL) {
-            df->nomem = 1;
+            d->nomem = 1;
             return;
         }
-        df->ids = ids;
-        df->cap = cap;
+        d->ids = ids;
+        d->cap = cap;
     }
-    df->ids[df->n++] = file_id;
+    d->ids[d->n++] = file_id;
 }
+
+void store_dead_reset(struct store_dead *d)
+{
+    d->n = 0;
+    d->nomem = 0;
+}
+
+int store_dead_unlink(struct store *s, struct store_dead *d, char *err, size_t errlen)
+{
+    size_t failed = 0;
+    int first_errno = 0;
+
+    for (size_t i = 0; i < d->n; i++) {
+        char rel[ID_NAME_MAX];
+
+        id_relpath(rel, d->ids[i]);
+        if (unlinkat(s->msgfd, rel, 0) != 0 && errno != ENOENT && failed++ == 0)
+            first_errno = errno;
+    }
+    free(d->ids);
+    memset(d, 0, sizeof *d);
+    if (failed) {
+        snprintf(err, errlen, "%zu message files in %s/msg could not be removed (%s); "
+                 "store_recover() will remove them", failed, s->dir, strerror(first_errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- deleting a user ---- */
+
+struct user_del {
+    const char *name;
+    struct store_dead dead;
+};
 
 static int user_del_txn(struct db_txn *txn, void *arg)
 {
-    struct dead_files *df = arg;
+    struct user_del *u = arg;
     int rc;
 
-    df->n = 0; /* the function runs again after a map resize */
-    df->nomem = 0;
-    if ((rc = db_user_del(txn, df->name, file_dead, df)) != 0)
+    store_dead_reset(&u->dead); /* the function runs again after a map resize */
+    if ((rc = db_user_del(txn, u->name, store_dead_add, &u->dead)) != 0)
         return rc;
-    if (df->nomem)
+    if (u->dead.nomem)
         return db_txn_fail(txn, "out of memory");
     return 0;
 }
 
 int store_user_del(struct store *s, const char *name, char *err, size_t errlen)
 {
-    struct dead_files df = {.name = name};
-    size_t failed = 0;
-    int rc, first_errno = 0;
+    struct user_del u = {.name = name};
+    int rc;
 
-    if ((rc = db_write(s->db, user_del_txn, &df, err, errlen)) != 0) {
-        free(df.ids);
+    if ((rc = db_write(s->db, user_del_txn, &u, err, errlen)) != 0) {
+        free(u.dead.ids);
         return rc;
     }
-    for (size_t i = 0; i < df.n; i++) {
-        char rel[ID_NAME_MAX];
-
-        id_relpath(rel, df.ids[i]);
-        if (unlinkat(s->msgfd, rel, 0) != 0 && errno != ENOENT) {
-            if (failed++ == 0)
-                first_errno = errno;
-        }
-    }
-    free(df.ids);
-    if (failed) {
-        snprintf(err, errlen,
-                 "user %s deleted, but %zu of its message files in %s/msg could not be "
-                 "removed (%s); store_recover() will remove them",
-                 name, failed, s->dir, strerror(first_errno));
-        return -1;
-    }
-    return 0;
+    return store_dead_unlink(s, &u.dead, err, errlen);
 }

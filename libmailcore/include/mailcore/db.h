@@ -85,6 +85,7 @@ struct db_mailbox {
     uint32_t messages;                /* count */
     uint32_t unseen;
     uint64_t size;                    /* sum of message sizes */
+    uint32_t recent_uid;              /* first uid still \Recent */
     char user[DB_NAME_MAX + 1];
     char name[DB_MBOX_NAME_MAX + 1];
 };
@@ -96,6 +97,7 @@ struct db_message {
     uint64_t size;
     int64_t internaldate;             /* unix time */
     uint64_t modseq;
+    uint64_t keywords;                /* bit i: the mailbox's keyword i */
 };
 
 /*
@@ -208,5 +210,48 @@ int db_message_add(struct db_txn *txn, uint32_t mailbox_id, struct db_message *m
 int db_message_get(struct db_txn *txn, uint32_t mailbox_id, uint32_t uid, struct db_message *m);
 int db_message_foreach(struct db_txn *txn, uint32_t mailbox_id,
                        int (*cb)(const struct db_message *m, void *arg), void *arg);
+
+/* --- IMAP (db_imap.c) --------------------------------------------- */
+
+#define DB_KEYWORDS_MAX 64
+#define DB_KEYWORD_LEN 64
+
+/* New flags and keywords of a message: modseq bumped (returned in *modseq
+ * when not NULL), unseen counter kept.  DB_NOTFOUND if the uid is gone. */
+int db_message_update(struct db_txn *txn, uint32_t mailbox_id, uint32_t uid, uint32_t flags,
+                      uint64_t keywords, uint64_t *modseq);
+/* Remove a message; its file loses a reference (file_dead at zero). */
+int db_message_expunge(struct db_txn *txn, uint32_t mailbox_id, uint32_t uid,
+                       void (*file_dead)(uint64_t file_id, void *arg), void *arg);
+/* Messages with uid >= first_uid, in uid order. */
+int db_message_foreach_from(struct db_txn *txn, uint32_t mailbox_id, uint32_t first_uid,
+                            int (*cb)(const struct db_message *m, void *arg), void *arg);
+int db_mailbox_set_recent(struct db_txn *txn, uint32_t mailbox_id, uint32_t recent_uid);
+/* Delete a mailbox and its messages.  DB_NOTFOUND if there is none. */
+int db_mailbox_delete(struct db_txn *txn, const char *user, const char *name,
+                      void (*file_dead)(uint64_t file_id, void *arg), void *arg);
+/* Rename one mailbox (its id, uidvalidity and messages stay).  DB_NOTFOUND,
+ * DB_EXISTS (the new name is taken). */
+int db_mailbox_rename(struct db_txn *txn, const char *user, const char *from, const char *to);
+
+/* Keyword name -> bit index in the mailbox; with create, a new keyword takes
+ * the next free index.  0 (index in *index), DB_NOTFOUND, or -1 (all
+ * DB_KEYWORDS_MAX in use, or an invalid name). */
+int db_keyword_index(struct db_txn *txn, uint32_t mailbox_id, const char *name, int create,
+                     unsigned *index);
+int db_keyword_foreach(struct db_txn *txn, uint32_t mailbox_id,
+                       int (*cb)(unsigned index, const char *name, void *arg), void *arg);
+
+int db_subscription_set(struct db_txn *txn, const char *user, const char *name, int on);
+int db_subscription_foreach(struct db_txn *txn, const char *user,
+                            int (*cb)(const char *name, void *arg), void *arg);
+
+/* Parsed-structure cache of a message file, for FETCH. */
+struct db_cache {
+    const char *envelope, *bodystructure, *body;   /* into LMDB: valid in the txn */
+    size_t envelope_len, bodystructure_len, body_len;
+};
+int db_cache_put(struct db_txn *txn, uint64_t file_id, const struct db_cache *c);
+int db_cache_get(struct db_txn *txn, uint64_t file_id, struct db_cache *out);
 
 #endif

@@ -81,6 +81,24 @@ int store_recover(struct store *s, unsigned min_age, char *err, size_t errlen);
  * so, and store_recover() removes it later). */
 int store_user_del(struct store *s, const char *name, char *err, size_t errlen);
 
+/*
+ * Files that lose their last reference in a transaction (expunge, mailbox
+ * or user deletion): pass store_dead_add and a struct store_dead as the
+ * file_dead callback of db.h, call store_dead_reset() at the start of the
+ * transaction function (it may run again after a map resize), and
+ * store_dead_unlink() after the commit.  A crash in between only leaves
+ * the files to store_recover().
+ */
+struct store_dead {
+    uint64_t *ids;
+    size_t n, cap;
+    int nomem;                  /* an id could not be kept: fail the txn */
+};
+void store_dead_add(uint64_t file_id, void *dead);
+void store_dead_reset(struct store_dead *d);
+/* Unlink and free; 0, or -1 (err) when some file could not be removed. */
+int store_dead_unlink(struct store *s, struct store_dead *d, char *err, size_t errlen);
+
 int store_file_path(const struct store *s, uint64_t file_id, char *buf, size_t len);
 int store_file_open(const struct store *s, uint64_t file_id);   /* fd, O_RDONLY, or -1 */
 

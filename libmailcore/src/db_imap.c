@@ -1,0 +1,349 @@
+/*
+ * db_imap.c - what IMAP needs beyond delivery: flag and keyword updates,
+ * expunge, mailbox rename and delete, \Recent bookkeeping, subscriptions
+ * and the parsed-structure cache.  Record layouts are at the top of db.c.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "db_internal.h"
+
+#define MBOX_KEY_MAX (DB_NAME_MAX + 1 + DB_MBOX_NAME_MAX)
+
+static void count_seen(struct db_mailbox *mb, uint32_t old_flags, uint32_t new_flags)
+{
+    int was = (old_flags & DB_FLAG_SEEN) != 0, is = (new_flags & DB_FLAG_SEEN) != 0;
+
+    if (was && !is)
+        mb->unseen++;
+    else if (!was && is && mb->unseen > 0)
+        mb->unseen--;
+}
+
+int db_message_update(struct db_txn *txn, uint32_t mailbox_id, uint32_t uid, uint32_t flags,
+                      uint64_t keywords, uint64_t *modseq)
+{
+    struct db_mailbox mb;
+    struct db_message m;
+    int rc;
+
+    if ((rc = db_mailbox_by_id(txn, mailbox_id, &mb)) != 0 ||
+        (rc = db_message_get(txn, mailbox_id, uid, &m)) != 0)
+        return rc;
+    count_seen(&mb, m.flags, flags);
+    m.flags = flags;
+    m.keywords = keywords;
+    m.modseq = ++mb.highestmodseq;
+    if ((rc = dbx_message_put(txn, mailbox_id, &m, 0)) != 0 ||
+        (rc = dbx_mailbox_put(txn, &mb, 0)) != 0)
+        return rc;
+    if (modseq)
+        *modseq = m.modseq;
+    return 0;
+}
+
+int db_message_expunge(struct db_txn *txn, uint32_t mailbox_id, uint32_t uid,
+                       void (*file_dead)(uint64_t file_id, void *arg), void *arg)
+{
+    struct db_mailbox mb;
+    struct db_message m;
+    unsigned char key[8];
+    int rc;
+
+    if ((rc = db_mailbox_by_id(txn, mailbox_id, &mb)) != 0 ||
+        (rc = db_message_get(txn, mailbox_id, uid, &m)) != 0)
+        return rc;
+    dbx_be32(key, mailbox_id);
+    dbx_be32(key + 4, uid);
+    if ((rc = dbx_del(txn, DBX_MESSAGES, key, sizeof key)) != 0)
+        return rc;
+    if (mb.messages > 0)
+        mb.messages--;
+    if (!(m.flags & DB_FLAG_SEEN) && mb.unseen > 0)
+        mb.unseen--;
+    mb.size = mb.size >= m.size ? mb.size - m.size : 0;
+    mb.highestmodseq++;
+    if ((rc = dbx_mailbox_put(txn, &mb, 0)) != 0)
+        return rc;
+    return dbx_file_unref(txn, m.file_id, file_dead, arg);
+}
+
+struct from_each {
+    uint32_t first;
+    int (*cb)(const struct db_message *m, void *arg);
+    void *arg;
+};
+
+static int from_fn(const struct db_message *m, void *arg)
+{
+    struct from_each *f = arg;
+
+    return m->uid < f->first ? 0 : f->cb(m, f->arg);
+}
+
+int db_message_foreach_from(struct db_txn *txn, uint32_t mailbox_id, uint32_t first_uid,
+                            int (*cb)(const struct db_message *m, void *arg), void *arg)
+{
+    struct from_each f = {first_uid, cb, arg};
+
+    /* A full scan that skips early uids: the uids below first_uid are what
+     * a session already has, usually a short stretch to decode. */
+    return db_message_foreach(txn, mailbox_id, from_fn, &f);
+}
+
+int db_mailbox_set_recent(struct db_txn *txn, uint32_t mailbox_id, uint32_t recent_uid)
+{
+    struct db_mailbox mb;
+    int rc = db_mailbox_by_id(txn, mailbox_id, &mb);
+
+    if (rc != 0)
+        return rc;
+    mb.recent_uid = recent_uid;
+    return dbx_mailbox_put(txn, &mb, 0);
+}
+
+int db_mailbox_delete(struct db_txn *txn, const char *user, const char *name,
+                      void (*file_dead)(uint64_t file_id, void *arg), void *arg)
+{
+    struct db_mailbox mb;
+    char key[MBOX_KEY_MAX];
+    size_t klen;
+    int rc;
+
+    if ((rc = db_mailbox_get(txn, user, name, &mb)) != 0)
+        return rc;
+    if ((rc = dbx_mailbox_purge(txn, mb.id, file_dead, arg)) != 0)
+        return rc;
+    if (dbx_mailbox_key(key, sizeof key, mb.user, mb.name, &klen) != 0)
+        return db_txn_fail(txn, "mailbox name too long");
+    return dbx_del(txn, DBX_MAILBOXES, key, klen);
+}
+
+int db_mailbox_rename(struct db_txn *txn, const char *user, const char *from, const char *to)
+{
+    struct db_mailbox mb, other;
+    char key[MBOX_KEY_MAX];
+    unsigned char idkey[4];
+    size_t klen;
+    int rc;
+
+    if ((rc = db_mailbox_get(txn, user, from, &mb)) != 0)
+        return rc;
+    rc = db_mailbox_get(txn, user, to, &other);
+    if (rc == 0)
+        return dbx_note(txn, DB_EXISTS, "mailbox %s exists", to);
+    if (rc != DB_NOTFOUND)
+        return rc;
+    if (dbx_mailbox_key(key, sizeof key, mb.user, mb.name, &klen) != 0 ||
+        (rc = dbx_del(txn, DBX_MAILBOXES, key, klen)) != 0)
+        return rc ? rc : db_txn_fail(txn, "mailbox name too long");
+    if (dbx_mailbox_name_canon(to, mb.name) != 0 ||
+        dbx_mailbox_key(key, sizeof key, mb.user, mb.name, &klen) != 0)
+        return db_txn_fail(txn, "invalid mailbox name");
+    if ((rc = dbx_mailbox_put(txn, &mb, MDB_NOOVERWRITE)) != 0)
+        return rc;
+    dbx_be32(idkey, mb.id);
+    return dbx_put(txn, DBX_MBOXIDS, idkey, sizeof idkey, key, klen, 0);
+}
+
+/* Keywords. */
+
+struct kw_find {
+    const char *name;
+    int found;
+    unsigned index;
+    uint64_t used;
+};
+
+static int kw_fn(struct db_txn *txn, const MDB_val *k, const MDB_val *v, int *del, void *arg)
+{
+    struct kw_find *f = arg;
+    char name[DB_KEYWORD_LEN + 1];
+    struct dbx_dec d;
+    unsigned idx;
+
+    (void)del;
+    if (k->mv_size != 5)
+        return dbx_corrupt(txn, "keywords");
+    idx = ((const unsigned char *)k->mv_data)[4];
+    dbx_dec_init(&d, v, DBX_RECORD_V1);
+    dbx_dec_str(&d, name, sizeof name);
+    if (dbx_dec_done(&d) != 0 || idx >= DB_KEYWORDS_MAX)
+        return dbx_corrupt(txn, "keywords");
+    f->used |= 1ull << idx;
+    if (!f->found && strcasecmp(name, f->name) == 0) {
+        f->found = 1;
+        f->index = idx;
+    }
+    return 0;
+}
+
+int db_keyword_index(struct db_txn *txn, uint32_t mailbox_id, const char *name, int create,
+                     unsigned *index)
+{
+    struct kw_find f = {.name = name};
+    unsigned char key[5];
+    struct dbx_enc e;
+    int rc;
+
+    if (name[0] == '\0' || strlen(name) > DB_KEYWORD_LEN)
+        return db_txn_fail(txn, "invalid keyword");
+    dbx_be32(key, mailbox_id);
+    if ((rc = dbx_scan(txn, DBX_KEYWORDS, key, 4, kw_fn, &f)) != 0)
+        return rc;
+    if (f.found) {
+        *index = f.index;
+        return 0;
+    }
+    if (!create)
+        return DB_NOTFOUND;
+    for (unsigned i = 0; i < DB_KEYWORDS_MAX; i++)
+        if (!(f.used & (1ull << i))) {
+            key[4] = (unsigned char)i;
+            dbx_enc_init(&e, DBX_RECORD_V1);
+            dbx_enc_str(&e, name);
+            if ((rc = dbx_put(txn, DBX_KEYWORDS, key, sizeof key, e.buf, e.len, 0)) != 0)
+                return rc;
+            *index = i;
+            return 0;
+        }
+    return db_txn_fail(txn, "mailbox has %d keywords already", DB_KEYWORDS_MAX);
+}
+
+struct kw_each {
+    int (*cb)(unsigned index, const char *name, void *arg);
+    void *arg;
+};
+
+static int kw_each_fn(struct db_txn *txn, const MDB_val *k, const MDB_val *v, int *del, void *arg)
+{
+    struct kw_each *e = arg;
+    char name[DB_KEYWORD_LEN + 1];
+    struct dbx_dec d;
+
+    (void)del;
+    if (k->mv_size != 5)
+        return dbx_corrupt(txn, "keywords");
+    dbx_dec_init(&d, v, DBX_RECORD_V1);
+    dbx_dec_str(&d, name, sizeof name);
+    if (dbx_dec_done(&d) != 0)
+        return dbx_corrupt(txn, "keywords");
+    return e->cb(((const unsigned char *)k->mv_data)[4], name, e->arg);
+}
+
+int db_keyword_foreach(struct db_txn *txn, uint32_t mailbox_id,
+                       int (*cb)(unsigned index, const char *name, void *arg), void *arg)
+{
+    struct kw_each e = {cb, arg};
+    unsigned char key[4];
+
+    dbx_be32(key, mailbox_id);
+    return dbx_scan(txn, DBX_KEYWORDS, key, sizeof key, kw_each_fn, &e);
+}
+
+/* Subscriptions. */
+
+int db_subscription_set(struct db_txn *txn, const char *user, const char *name, int on)
+{
+    char key[MBOX_KEY_MAX], canon[DB_MBOX_NAME_MAX + 1];
+    unsigned char v1 = DBX_RECORD_V1;
+    size_t klen;
+    int rc;
+
+    if (dbx_mailbox_name_canon(name, canon) != 0 ||
+        dbx_mailbox_key(key, sizeof key, user, canon, &klen) != 0)
+        return db_txn_fail(txn, "invalid mailbox name");
+    if (on)
+        return dbx_put(txn, DBX_SUBSCRIPTIONS, key, klen, &v1, 1, 0);
+    rc = dbx_del(txn, DBX_SUBSCRIPTIONS, key, klen);
+    return rc == DB_NOTFOUND ? 0 : rc;
+}
+
+struct sub_each {
+    size_t plen;
+    int (*cb)(const char *name, void *arg);
+    void *arg;
+};
+
+static int sub_fn(struct db_txn *txn, const MDB_val *k, const MDB_val *v, int *del, void *arg)
+{
+    struct sub_each *e = arg;
+    char name[DB_MBOX_NAME_MAX + 1];
+
+    (void)v, (void)del;
+    if (dbx_key_str(k, e->plen, k->mv_size - e->plen, name, sizeof name) != 0)
+        return dbx_corrupt(txn, "subscriptions");
+    return e->cb(name, e->arg);
+}
+
+int db_subscription_foreach(struct db_txn *txn, const char *user,
+                            int (*cb)(const char *name, void *arg), void *arg)
+{
+    char prefix[DB_NAME_MAX + 1];
+    size_t n = strlen(user);
+    struct sub_each e = {n + 1, cb, arg};
+
+    if (n == 0 || n > DB_NAME_MAX)
+        return 0;
+    memcpy(prefix, user, n + 1);
+    return dbx_scan(txn, DBX_SUBSCRIPTIONS, prefix, n + 1, sub_fn, &e);
+}
+
+/* The structure cache: v1, then three u32-length blobs. */
+
+int db_cache_put(struct db_txn *txn, uint64_t file_id, const struct db_cache *c)
+{
+    size_t len = 1 + 12 + c->envelope_len + c->bodystructure_len + c->body_len;
+    unsigned char key[8], *buf = malloc(len), *p;
+    const char *parts[3] = {c->envelope, c->bodystructure, c->body};
+    size_t lens[3] = {c->envelope_len, c->bodystructure_len, c->body_len};
+    int rc;
+
+    if (buf == NULL)
+        return db_txn_fail(txn, "out of memory");
+    p = buf;
+    *p++ = DBX_RECORD_V1;
+    for (int i = 0; i < 3; i++) {
+        uint32_t l = (uint32_t)lens[i];
+        memcpy(p, &l, 4);       /* little-endian hosts only, as the rest of the codec */
+        p += 4;
+        memcpy(p, parts[i], lens[i]);
+        p += lens[i];
+    }
+    dbx_be64(key, file_id);
+    rc = dbx_put(txn, DBX_CACHE, key, sizeof key, buf, len, 0);
+    free(buf);
+    return rc;
+}
+
+int db_cache_get(struct db_txn *txn, uint64_t file_id, struct db_cache *out)
+{
+    unsigned char key[8];
+    const unsigned char *p, *end;
+    const char **ptrs[3] = {&out->envelope, &out->bodystructure, &out->body};
+    size_t *lens[3] = {&out->envelope_len, &out->bodystructure_len, &out->body_len};
+    MDB_val v;
+    int rc;
+
+    dbx_be64(key, file_id);
+    if ((rc = dbx_get(txn, DBX_CACHE, key, sizeof key, &v)) != 0)
+        return rc;
+    p = v.mv_data;
+    end = p + v.mv_size;
+    if (v.mv_size < 1 || *p++ != DBX_RECORD_V1)
+        return dbx_corrupt(txn, "cache");
+    for (int i = 0; i < 3; i++) {
+        uint32_t l;
+        if (end - p < 4)
+            return dbx_corrupt(txn, "cache");
+        memcpy(&l, p, 4);
+        p += 4;
+        if ((size_t)(end - p) < l)
+            return dbx_corrupt(txn, "cache");
+        *ptrs[i] = (const char *)p;
+        *lens[i] = l;
+        p += l;
+    }
+    return p == end ? 0 : dbx_corrupt(txn, "cache");
+}
