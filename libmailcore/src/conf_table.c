@@ -70,6 +70,8 @@ const struct conf_key conf_keys[] = {
      "recipients per message (smtpd, submitd); more get 452 4.5.3"},
     {"smtpd_hard_error_limit", CONF_UINT, "20", 0, 1, 1000,
      "error replies in one SMTP session before it is closed with 421"},
+    {"smtpd_junk_command_limit", CONF_UINT, "100", 0, 1, 100000,
+     "NOOP, RSET, VRFY, HELP in one SMTP session before each counts as an error"},
     {"smtpd_timeout", CONF_DURATION, "300s", 0, 1, 3600,
      "how long an SMTP client may stay silent (RFC 5321: 5 minutes)"},
     {"smtpd_session_timeout", CONF_DURATION, "1h", 0, 10, 86400,

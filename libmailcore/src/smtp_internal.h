@@ -49,6 +49,8 @@ struct smtp_session {
     int counted;                            /* in the service-wide counts */
     struct anvil_key ipkey;
     unsigned errors;
+    unsigned junk;                          /* NOOP, RSET, VRFY, HELP, EXPN */
+    int out_blocked;                        /* input paused until replies drain */
     /* Command counts for the disconnect line, in Postfix's order. */
     unsigned n_ehlo, n_helo, n_starttls, n_mail, n_rcpt, n_data, n_bdat, n_rset, n_noop,
         n_quit, n_unknown, n_commands;
@@ -79,6 +81,7 @@ struct smtp_server {
     uint64_t size_limit;
     size_t rcpt_limit;
     unsigned error_limit;
+    unsigned junk_limit;
     uint64_t idle_ms, session_ms;
     size_t conn_limit, ip_limit;
     struct smtp_session *sessions;

@@ -27,6 +27,9 @@
 #include "smtp_internal.h"
 
 #define DATA_CHUNK 65536
+/* Replies waiting for a client that does not read: stop reading its
+ * commands beyond this, go on when the output has drained. */
+#define OUT_HIGH_WATER 65536
 
 static void on_conn(struct conn *c, enum conn_event ev, void *arg);
 static void session_input(struct smtp_session *s);
@@ -378,9 +381,26 @@ static void cmd_starttls(struct smtp_session *s, const struct smtp_cmd *cmd)
     s->state = S_TLS_HANDSHAKE;
 }
 
+/* NOOP, RSET, VRFY, HELP, EXPN beyond smtpd_junk_command_limit count as
+ * errors, so a client cannot keep a session busy for ever (Postfix does
+ * the same). */
+static void count_junk(struct smtp_session *s)
+{
+    if (++s->junk > s->srv->junk_limit && ++s->errors >= s->srv->error_limit) {
+        log_warn("too many junk commands from unknown[%s]", s->addr);
+        smtp_reply(s, SMTP_R_TOO_MANY_ERRORS, s->srv->hostname);
+    }
+}
+
 static void dispatch(struct smtp_session *s, const struct smtp_cmd *cmd)
 {
     s->n_commands++;
+    if (cmd->verb == SMTP_NOOP || cmd->verb == SMTP_RSET || cmd->verb == SMTP_VRFY ||
+        cmd->verb == SMTP_HELP || cmd->verb == SMTP_EXPN) {
+        count_junk(s);
+        if (s->state == S_CLOSING)
+            return;
+    }
     switch (cmd->verb) {
     case SMTP_EHLO: s->n_ehlo++; cmd_helo(s, cmd, 1); break;
     case SMTP_HELO: s->n_helo++; cmd_helo(s, cmd, 0); break;
@@ -496,6 +516,12 @@ static void session_input(struct smtp_session *s)
         size_t len;
         enum conn_result r;
 
+        if (conn_out_pending(s->conn) > OUT_HIGH_WATER &&
+            (s->state == S_COMMAND || s->state == S_BDAT)) {
+            s->out_blocked = 1;
+            conn_pause(s->conn);
+            return;
+        }
         switch (s->state) {
         case S_COMMAND:
             r = conn_read_line(s->conn, &line, &len);
@@ -558,6 +584,10 @@ static void on_conn(struct conn *c, enum conn_event ev, void *arg)
         smtp_reply(s, SMTP_R_TIMEOUT, s->srv->hostname);
         break;
     case CONN_EV_DRAINED:
+        if (s->out_blocked) {
+            s->out_blocked = 0;
+            conn_resume(s->conn);
+        }
         break;
     case CONN_EV_EOF:
     case CONN_EV_ERROR:
@@ -704,6 +734,7 @@ struct smtp_server *smtp_server_new(struct service *svc, const struct smtp_polic
     srv->size_limit = conf_uint(c, "message_size_limit");
     srv->rcpt_limit = (size_t)conf_uint(c, "smtpd_recipient_limit");
     srv->error_limit = (unsigned)conf_uint(c, "smtpd_hard_error_limit");
+    srv->junk_limit = (unsigned)conf_uint(c, "smtpd_junk_command_limit");
     srv->idle_ms = conf_uint(c, "smtpd_timeout") * 1000;
     srv->session_ms = conf_uint(c, "smtpd_session_timeout") * 1000;
     srv->conn_limit = (size_t)conf_uint(c, "smtpd_connection_limit");
