@@ -341,43 +341,38 @@ static size_t part_new(struct parser *ps, size_t parent, size_t off)
 }
 
 /*
- * Is the line at pos a boundary line?  Returns the stack index or NONE;
- * *close is set for "--boundary--".
+ * Is the line at pos a boundary line?  Returns the stack index, PENDING for
+ * the part's own boundary (not yet on the stack: pend, plen), or NONE;
+ * *close is set for "--boundary--".  The line only has to begin with
+ * "--boundary"; the longest boundary that fits wins, the innermost on a tie.
  */
-static size_t boundary_at(const struct parser *ps, size_t pos, int *close)
-{
-    const char *buf = ps->buf, *data, *lf;
-    size_t size, find, best = NONE;
+#define PENDING ((size_t)-2)
 
-    if (ps->nb == 0 || ps->len - pos < 2 || buf[pos] != '-' || buf[pos + 1] != '-')
+static size_t boundary_at(const struct parser *ps, size_t pos, const char *pend, size_t plen,
+                          int *close)
+{
+    const char *data;
+    size_t size, best = NONE, blen = 0;
+
+    if ((ps->nb == 0 && pend == NULL) || ps->len - pos < 2 || ps->buf[pos] != '-' ||
+        ps->buf[pos + 1] != '-')
         return NONE;
-    data = buf + pos + 2;
+    data = ps->buf + pos + 2;
     size = ps->len - pos - 2;
-    lf = memchr(data, '\n', size);
-    if (lf != NULL) {
-        find = (size_t)(lf - data);
-        if (find > 0 && data[find - 1] == '\r')
-            find--;
-        if (find > 2 && data[find - 1] == '-' && data[find - 2] == '-')
-            find -= 2;
-    } else {
-        find = size < MIME_BOUNDARY_MAX + 4 ? size : MIME_BOUNDARY_MAX + 4;
+    if (pend != NULL && plen <= size && memcmp(pend, data, plen) == 0) {
+        best = PENDING;
+        blen = plen;
     }
-    /* Innermost first; a longer match wins; an exact one ends the search. */
     for (size_t i = ps->nb; i-- > 0;) {
         const struct boundary *b = &ps->stack[i];
 
-        if (b->len <= find && memcmp(b->s, data, b->len) == 0 &&
-            (best == NONE || ps->stack[best].len < b->len)) {
+        if (b->len <= size && memcmp(b->s, data, b->len) == 0 && (best == NONE || blen < b->len)) {
             best = i;
-            if (b->len == find)
-                break;
+            blen = b->len;
         }
     }
-    if (best != NONE) {
-        size_t bl = ps->stack[best].len;
-        *close = size >= bl + 2 && data[bl] == '-' && data[bl + 1] == '-';
-    }
+    if (best != NONE)
+        *close = size >= blen + 2 && data[blen] == '-' && data[blen + 1] == '-';
     return best;
 }
 
@@ -437,12 +432,36 @@ static void content_type(struct parser *ps, const struct mime_header *h, struct 
 
 enum hdr_end { HDR_EOH, HDR_EOF, HDR_BOUNDARY };
 
+static int limited(const struct parser *ps, const struct mime_part *p)
+{
+    return p->depth + 1 >= MIME_DEPTH_MAX || ps->no_more_parts;
+}
+
+/* Will part i push its boundary when its header ends with an empty line? */
+static int pending_boundary(const struct parser *ps, size_t i, const struct hdr_result *r)
+{
+    const struct mime_part *p = &ps->msg->parts[i];
+
+    return r->multipart && r->has_boundary && (r->is_mime || (p->flags & MIME_PART_MIME)) &&
+           !limited(ps, p);
+}
+
+/* Where a boundary line was met. */
+struct cut {
+    size_t bidx;        /* stack index */
+    size_t bline;       /* offset of the "--boundary" line */
+    int close;          /* "--boundary--" */
+    int newline;        /* a header gave up its last newline to the boundary */
+};
+
 /*
- * Read the header block of part i from pos.  On HDR_BOUNDARY, *bline is the
- * boundary line; the newline before it is not the header's.
+ * Read the header block of part i from *pos.  A boundary line right after a
+ * field, or right after the empty line, ends the block without that
+ * newline (HDR_BOUNDARY, c filled): Dovecot counts the newline in the
+ * parent's body.
  */
 static enum hdr_end read_header(struct parser *ps, size_t i, size_t *pos, struct hdr_result *r,
-                                size_t *bidx, size_t *bline, int *bclose)
+                                struct cut *c)
 {
     struct mime_part *p = &ps->msg->parts[i];
     const char *buf = ps->buf;
@@ -457,20 +476,31 @@ static enum hdr_end read_header(struct parser *ps, size_t i, size_t *pos, struct
             *pos = at;
             return HDR_EOF;
         }
-        if (!ps->no_more_parts && (*bidx = boundary_at(ps, at, bclose)) != NONE) {
-            /* The previous field's newline goes with the boundary. */
-            size_t end = nfields == 0 ? p->hdr_off : at - last_nl;
-
-            p->hdr_len = end - p->hdr_off;
+        if (!ps->no_more_parts &&
+            (c->bidx = boundary_at(ps, at, NULL, 0, &c->close)) != NONE) {
+            c->newline = nfields > 0 && last_nl > 0;
+            p->hdr_len = (nfields == 0 ? p->hdr_off : at - last_nl) - p->hdr_off;
             p->flags |= MIME_PART_NO_EOH;
-            *bline = at;
-            *pos = at;
+            c->bline = *pos = at;
             return HDR_BOUNDARY;
         }
         if (mime_field_read(buf, at, ps->len, &h, &next) == 0) {
-            at += buf[at] == '\n' ? 1 : 2;
-            p->hdr_len = at - p->hdr_off;
-            *pos = at;
+            size_t after = at + (buf[at] == '\n' ? 1 : 2);
+            int own = pending_boundary(ps, i, r);
+
+            /* An empty body right before a boundary line: the empty line
+             * goes with the boundary. */
+            if (!ps->no_more_parts &&
+                (c->bidx = boundary_at(ps, after, own ? r->boundary : NULL, r->blen,
+                                       &c->close)) != NONE &&
+                c->bidx != PENDING) {
+                c->newline = 1;
+                p->hdr_len = at - p->hdr_off;
+                c->bline = *pos = after;
+                return HDR_BOUNDARY;
+            }
+            p->hdr_len = after - p->hdr_off;
+            *pos = after;
             return HDR_EOH;
         }
         last_nl = buf[next - 1] != '\n' ? 0 : next >= 2 && buf[next - 2] == '\r' ? 2 : 1;
@@ -516,7 +546,7 @@ static void settle_kind(struct parser *ps, size_t i, const struct hdr_result *r,
         if (r->digest)
             p->flags |= MIME_PART_DIGEST;
     }
-    if (p->kind != MIME_LEAF && (p->depth + 1 >= MIME_DEPTH_MAX || ps->no_more_parts)) {
+    if (p->kind != MIME_LEAF && limited(ps, p)) {
         /* Its inside stays one opaque body. */
         p->flags |= MIME_PART_LIMITED;
         if (p->depth + 1 >= MIME_DEPTH_MAX)
@@ -532,16 +562,15 @@ static void settle_kind(struct parser *ps, size_t i, const struct hdr_result *r,
     }
 }
 
-/* Close parts from cur up to (not including) owner: they end at cut. */
-static size_t close_to(struct parser *ps, size_t cur, size_t owner, size_t cut)
+/* Close parts from cur up to (not including) owner: they end at end. */
+static void close_to(struct parser *ps, size_t cur, size_t owner, size_t end)
 {
     while (cur != owner && cur != NONE) {
         struct mime_part *p = &ps->msg->parts[cur];
 
-        p->body_len = cut > p->body_off ? cut - p->body_off : 0;
+        p->body_len = end > p->body_off ? end - p->body_off : 0;
         cur = ps->links[cur].parent;
     }
-    return cur;
 }
 
 /* First boundary line at a line start in [pos, len): its position, or NONE. */
@@ -551,12 +580,12 @@ static size_t scan_body(struct parser *ps, size_t pos, int line_start, size_t *b
 
     if (ps->nb == 0 || ps->no_more_parts)
         return NONE;
-    if (line_start && (*bidx = boundary_at(ps, pos, close)) != NONE)
+    if (line_start && (*bidx = boundary_at(ps, pos, NULL, 0, close)) != NONE)
         return pos;
     while (pos < ps->len && (lf = memchr(buf + pos, '\n', ps->len - pos)) != NULL) {
         pos = (size_t)(lf - buf) + 1;
         if (pos + 2 <= ps->len && buf[pos] == '-' && buf[pos + 1] == '-' &&
-            (*bidx = boundary_at(ps, pos, close)) != NONE)
+            (*bidx = boundary_at(ps, pos, NULL, 0, close)) != NONE)
             return pos;
     }
     return NONE;
@@ -609,90 +638,103 @@ static void count_lines(struct parser *ps)
     free(total);
 }
 
+/* Where the body that starts at pos ends: the next boundary line (c), or
+ * NONE at the end of the message.  Returns the end of the body: the CRLF
+ * before the boundary line belongs to the boundary. */
+static size_t body_end(struct parser *ps, size_t pos, int line_start, struct cut *c)
+{
+    size_t end;
+
+    c->newline = 0;
+    c->bline = scan_body(ps, pos, line_start, &c->bidx, &c->close);
+    if (c->bline == NONE)
+        return NONE;
+    end = c->bline;
+    if (end > pos) {
+        end--;
+        if (end > pos && ps->buf[end - 1] == '\r')
+            end--;
+    }
+    return end;
+}
+
 static void parse(struct parser *ps)
 {
-    size_t cur = part_new(ps, NONE, 0), pos = 0, bidx = NONE, bline = 0;
-    int close = 0;
+    size_t cur = part_new(ps, NONE, 0), pos = 0, nl_part = NONE, end;
     struct hdr_result r;
+    struct cut c;
 
     if (cur == NONE)
         return;
     for (;;) {
         struct mime_part *p = &ps->msg->parts[cur];
-        enum hdr_end how = read_header(ps, cur, &pos, &r, &bidx, &bline, &close);
-        size_t cut;
+        enum hdr_end how = read_header(ps, cur, &pos, &r, &c);
 
         if (ps->nomem)
             return;
         p->body_off = p->hdr_off + p->hdr_len;
+        if (how == HDR_BOUNDARY && c.newline)
+            nl_part = cur;
         settle_kind(ps, cur, &r, how == HDR_EOH);
         if (p->kind == MIME_MESSAGE && !(p->flags & MIME_PART_LIMITED)) {
             /* The embedded message starts where the body does. */
             size_t child = part_new(ps, cur, p->body_off);
 
-            if (child != NONE) {
-                cur = child;
-                continue;
-            }
-            if (ps->nomem)
+            if (child == NONE)
                 return;
-            p->flags |= MIME_PART_LIMITED;
+            cur = child;
+            continue;
         }
         if (how == HDR_EOF) {
             close_to(ps, cur, NONE, ps->len);
             return;
         }
         if (how == HDR_BOUNDARY) {
-            cut = p->body_off;
+            /* Parts up to the one that gave up its newline end before it;
+             * the ones above, after it. */
+            size_t owner = ps->stack[c.bidx].owner, q = cur, low = p->body_off;
+            int above = nl_part == NONE;
+
+            while (q != owner && q != NONE) {
+                close_to(ps, q, ps->links[q].parent, above ? c.bline : low);
+                above |= q == nl_part;
+                q = ps->links[q].parent;
+            }
+            cur = owner;
+        } else if ((end = body_end(ps, pos, 1, &c)) == NONE) {
+            close_to(ps, cur, NONE, ps->len);
+            return;
         } else {
-            /* Read the body (or a multipart's preamble) up to a boundary. */
-            bline = scan_body(ps, pos, 1, &bidx, &close);
-            if (bline == NONE) {
+            close_to(ps, cur, ps->stack[c.bidx].owner, end);
+            cur = ps->stack[c.bidx].owner;
+        }
+        /* cur owns the boundary line at c.bline. */
+        for (;;) {
+            int lf = line_end(ps->buf, c.bline, ps->len, &pos) < ps->len;
+
+            ps->nb = c.close ? c.bidx : c.bidx + 1;
+            nl_part = NONE;
+            if (!lf) {
+                /* A part starts only after the boundary line's LF. */
                 close_to(ps, cur, NONE, ps->len);
                 return;
             }
-            cut = bline;
-            if (bline > pos) {
-                cut = bline - 1;
-                if (cut > pos && ps->buf[cut - 1] == '\r')
-                    cut--;
-            }
-        }
-        /* A boundary line: everything inside its multipart ends here. */
-        for (;;) {
-            size_t owner = ps->stack[bidx].owner, nl;
-
-            if (cur != owner)
-                close_to(ps, cur, owner, cut);
-            cur = owner;
-            ps->nb = close ? bidx : bidx + 1;
-            line_end(ps->buf, bline, ps->len, &nl);
-            pos = nl;
-            if (!close) {
+            if (!c.close) {
                 size_t child = part_new(ps, cur, pos);
 
-                if (child == NONE) {
-                    if (ps->nomem)
-                        return;
-                    /* Not reached: boundaries stop with the last part. */
-                    close_to(ps, cur, NONE, ps->len);
+                if (child == NONE)
                     return;
-                }
                 cur = child;
                 break;
             }
-            /* Epilogue: up to the next boundary of an outer multipart. */
-            bline = scan_body(ps, pos, pos > 0 && ps->buf[pos - 1] == '\n', &bidx, &close);
-            if (bline == NONE) {
+            /* Epilogue: up to a boundary of an outer multipart. */
+            end = body_end(ps, pos, pos > 0 && ps->buf[pos - 1] == '\n', &c);
+            if (end == NONE) {
                 close_to(ps, cur, NONE, ps->len);
                 return;
             }
-            cut = bline;
-            if (bline > pos) {
-                cut = bline - 1;
-                if (cut > pos && ps->buf[cut - 1] == '\r')
-                    cut--;
-            }
+            close_to(ps, cur, ps->stack[c.bidx].owner, end);
+            cur = ps->stack[c.bidx].owner;
         }
     }
 }

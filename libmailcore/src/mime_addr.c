@@ -23,6 +23,7 @@ struct actx {
     struct mime_addrs *out;
     struct mime_addr a;         /* being built; unset fields are NIL */
     int invalid;
+    int full;                   /* MIME_ADDR_MAX entries: stop */
 };
 
 static struct mime_str keep(struct actx *c, const char *p, size_t n)
@@ -38,10 +39,16 @@ static struct mime_str keep_str(struct actx *c)
     return keep(c, c->str.p ? c->str.p : "", c->str.len);
 }
 
-static void add_address(struct actx *c)
+static void add_entry(struct actx *c, int force)
 {
     struct mime_addrs *o = c->out;
 
+    if (o->n >= MIME_ADDR_MAX && !force) {
+        c->full = 1;
+        memset(&c->a, 0, sizeof c->a);
+        c->invalid = 0;
+        return;
+    }
     if (o->n == o->cap) {
         size_t cap = o->cap ? o->cap * 2 : 8;
         struct mime_addr *v = realloc(o->v, cap * sizeof *v);
@@ -58,6 +65,11 @@ static void add_address(struct actx *c)
     c->invalid = 0;
 }
 
+static void add_address(struct actx *c)
+{
+    add_entry(c, 0);
+}
+
 static void add_fixed(struct actx *c)
 {
     if (!c->a.mailbox.set) {
@@ -71,6 +83,26 @@ static void add_fixed(struct actx *c)
     add_address(c);
 }
 
+/* A dot-atom that lets dots be anywhere ("a..b", ".a", "a."), as seen in
+ * the wild and as Dovecot accepts. */
+static int loose_dot_atom(struct actx *c)
+{
+    int ret = -1;
+
+    do {
+        while (*c->lx.p == '.') {
+            mime_buf_addc(&c->str, '.');
+            if (++c->lx.p >= c->lx.end)
+                return 0;
+            ret = 1;
+        }
+        if (*c->lx.p == '@')
+            break;
+        ret = mime_lex_atom(&c->lx, &c->str);
+    } while (ret > 0 && *c->lx.p == '.');
+    return ret;
+}
+
 static int local_part(struct actx *c)
 {
     int ret;
@@ -79,7 +111,7 @@ static int local_part(struct actx *c)
     if (*c->lx.p == '"')
         ret = mime_lex_quoted(&c->lx, &c->str);
     else
-        ret = mime_lex_dot_atom(&c->lx, &c->str);
+        ret = loose_dot_atom(c);
     if (ret < 0)
         return -1;
     c->a.mailbox = keep_str(c);
@@ -230,6 +262,8 @@ static int group(struct actx *c)
     if (ret > 0 && *c->lx.p != ';') {
         for (;;) {
             mailbox(c);
+            if (c->full)
+                break;
             if (c->lx.p >= c->lx.end || *c->lx.p != ',')
                 break;
             c->lx.p++;
@@ -247,7 +281,7 @@ static int group(struct actx *c)
             ret = mime_lex_skip_lwsp(&c->lx);
         }
     }
-    add_address(c); /* the end of the group */
+    add_entry(c, 1); /* the end of the group, even past the bound */
     return ret == 0 ? 0 : 1;
 }
 
@@ -263,22 +297,26 @@ static int address(struct actx *c)
     return ret;
 }
 
+void mime_addrs_init(struct mime_addrs *a)
+{
+    a->v = NULL;
+    a->n = a->cap = 0;
+    mime_buf_init(&a->store, MIME_STORE_MAX);
+}
+
 int mime_addrs_parse(const char *value, size_t len, struct mime_addrs *out)
 {
     struct actx c;
     int ret;
 
     memset(&c, 0, sizeof c);
-    out->v = NULL;
-    out->n = out->cap = 0;
-    mime_buf_init(&out->store, MIME_STORE_MAX);
     c.out = out;
     mime_buf_init(&c.str, MIME_STORE_MAX);
     mime_buf_init(&c.comment, MIME_STORE_MAX);
     mime_lex_init(&c.lx, value, len, &c.comment);
     if (mime_lex_skip_lwsp(&c.lx) > 0) {
-        for (unsigned n = 0; n < MIME_ADDR_MAX && !out->store.failed; n++) {
-            if (address(&c) == 0)
+        while (!c.full && !out->store.failed) {
+            if (address(&c) == 0 || c.full)
                 break;
             if (c.lx.p >= c.lx.end || *c.lx.p != ',')
                 break;

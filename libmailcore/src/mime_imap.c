@@ -10,7 +10,8 @@
  *     change makes a literal;
  *   - Date, Message-ID, In-Reply-To, Content-ID, -Description, -MD5 and
  *     -Location are raw, with line folds removed;
- *   - the last Date, Subject, From, ... field of a header counts;
+ *   - the last Date, Subject, Message-ID and In-Reply-To field counts;
+ *     repeated address fields (From, To, Cc, ...) add up;
  *   - types and parameters keep the case they were written in; a text part
  *     without a charset gets ("charset" "us-ascii") last; no Content-Type is
  *     "text" "plain"; no Content-Transfer-Encoding is "7bit";
@@ -252,20 +253,24 @@ static int envelope(const struct mime_part *m, struct mime_buf *out)
     unsigned n = 0;
     int ret = 0;
 
+    mime_buf_init(&tmp, MIME_STORE_MAX);
+    for (int f = 0; f < E_COUNT; f++)
+        mime_addrs_init(&addrs[f]);
     while (n++ < MIME_HEADERS_MAX && mime_header_next(m, &pos, &h)) {
         if (h.value == NULL)
             continue;
-        for (int f = 0; f < E_COUNT; f++)
-            if (mime_field_is(&h, env_names[f])) {
+        for (int f = 0; f < E_COUNT; f++) {
+            if (!mime_field_is(&h, env_names[f]))
+                continue;
+            if (f >= E_FROM && f <= E_BCC) {
+                if (mime_addrs_parse(h.value, h.value_len, &addrs[f]) < 0)
+                    ret = -1;
+            } else {
                 found[f] = h; /* the last one counts */
                 have[f] = 1;
             }
+        }
     }
-    mime_buf_init(&tmp, MIME_STORE_MAX);
-    memset(addrs, 0, sizeof addrs);
-    for (int f = E_FROM; f <= E_BCC; f++)
-        if (have[f] && mime_addrs_parse(found[f].value, found[f].value_len, &addrs[f]) < 0)
-            ret = -1;
     if (ret == 0) {
         mime_buf_addc(out, '(');
         for (int f = 0; f < E_COUNT; f++) {
@@ -274,6 +279,7 @@ static int envelope(const struct mime_part *m, struct mime_buf *out)
             if (f >= E_FROM && f <= E_BCC) {
                 const struct mime_addrs *a = &addrs[f];
 
+                /* RFC 3501: Sender and Reply-To default to From. */
                 if ((f == E_SENDER || f == E_REPLY_TO) && a->n == 0)
                     a = &addrs[E_FROM];
                 write_addrs(out, a);
@@ -297,11 +303,6 @@ static int envelope(const struct mime_part *m, struct mime_buf *out)
 
 int mime_imap_envelope(const struct mime_part *m, struct mime_buf *out)
 {
-    if (m->kind == MIME_MESSAGE) {
-        if (m->child == NULL)
-            return mime_buf_adds(out, "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)");
-        m = m->child;
-    }
     return envelope(m, out);
 }
 
@@ -438,7 +439,9 @@ static int write_leaf(const struct mime_part *p, const struct mime_info *in, int
         mime_buf_addu(out, p->body_lines);
     } else if (p->kind == MIME_MESSAGE) {
         mime_buf_add(out, " ", 1);
-        if (mime_imap_envelope(p, out) < 0)
+        if (p->child == NULL)
+            mime_buf_adds(out, "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)");
+        else if (envelope(p->child, out) < 0)
             return -1;
         mime_buf_add(out, " (", 2);
         if (p->child == NULL) {

@@ -131,8 +131,10 @@ struct mime_addrs {
 };
 
 /* Parse an address-list field value as Dovecot does for ENVELOPE (missing
- * parts filled with MISSING_MAILBOX, MISSING_DOMAIN, SYNTAX_ERROR...).
- * 0, or -1 when memory runs out. */
+ * parts filled with MISSING_MAILBOX, MISSING_DOMAIN, SYNTAX_ERROR...),
+ * appending to out (repeated fields add up), at most MIME_ADDR_MAX
+ * entries.  0, or -1 when memory runs out. */
+void mime_addrs_init(struct mime_addrs *a);
 int mime_addrs_parse(const char *value, size_t len, struct mime_addrs *out);
 void mime_addrs_free(struct mime_addrs *a);
 

@@ -489,6 +489,7 @@ int mime_params_parse(struct mime_lex *lx, int lenient, struct mime_params *out,
 {
     struct rfc2231 r[MIME_PARAMS_MAX];
     size_t nr = 0, seq = 0;
+    unsigned last_idx = 0;
     struct mime_buf key, value;
     int ret;
 
@@ -515,12 +516,21 @@ int mime_params_parse(struct mime_lex *lx, int lenient, struct mime_params *out,
             unsigned idx = 0;
             int ext = 0;
 
-            while (q < end && *q >= '0' && *q <= '9')
-                idx = idx * 10 + (unsigned)(*q++ - '0');
-            if (q < end && *q == '*') {
+            /* name*, name*N, name*N*: the last '*' marks an extended value.
+             * Dovecot gives "name*" the number of the piece before it (a
+             * bug, kept for identical BODYSTRUCTUREs; not when lenient). */
+            if (q == end) {
                 ext = 1;
-                q++;
+                idx = lenient ? 0 : last_idx;
+            } else {
+                while (q < end && *q >= '0' && *q <= '9')
+                    idx = idx * 10 + (unsigned)(*q++ - '0');
+                if (q < end && *q == '*') {
+                    ext = 1;
+                    q++;
+                }
             }
+            last_idx = idx;
             if (q == end) {
                 if (nr < MIME_PARAMS_MAX) {
                     r[nr].key = store_add(store, k, (size_t)(star - k));
@@ -568,12 +578,22 @@ const struct mime_param *mime_params_get(const struct mime_params *ps,
 
 /* ---- a part's Content-* data ------------------------------------------ */
 
-/* The value up to a NUL (Dovecot keeps these as C strings). */
+/* The value as written, NUL bytes as U+FFFD. */
 static struct mime_str raw_value(struct mime_buf *store, const struct mime_header *h)
 {
-    const char *nul = memchr(h->value, '\0', h->value_len);
+    struct mime_str s = {store->len, 0, 1};
+    size_t start = 0;
 
-    return store_add(store, h->value, nul ? (size_t)(nul - h->value) : h->value_len);
+    for (size_t i = 0; i < h->value_len; i++) {
+        if (h->value[i] == '\0') {
+            mime_buf_add(store, h->value + start, i - start);
+            mime_buf_add(store, MIME_NUL_REPL, MIME_NUL_REPL_LEN);
+            start = i + 1;
+        }
+    }
+    mime_buf_add(store, h->value + start, h->value_len - start);
+    s.len = store->len - s.off;
+    return s;
 }
 
 static void load_type(struct mime_info *in, const struct mime_header *h, int lenient)

@@ -20,7 +20,9 @@
 #include <time.h>
 
 #include "mailcore/conn.h"
+#include "mailcore/conf.h"
 #include "mailcore/ev.h"
+#include "mailcore/notify.h"
 #include "mailcore/service.h"
 #include "mailcore/store.h"
 #include "smtp_internal.h"
@@ -158,6 +160,24 @@ static void log_delivered(struct smtp_session *s, uint64_t now)
     log_info("%s: removed", s->qid);
 }
 
+/* Tell imapd which mailboxes got mail (each once). */
+static void notify_batch(struct smtp_server *srv, struct smtp_session **batch, size_t n)
+{
+    uint32_t ids[256];
+    size_t nids = 0;
+
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < batch[i]->nrcpts; j++) {
+            uint32_t id = batch[i]->rcpts[j].mailbox;
+            size_t k = 0;
+            while (k < nids && ids[k] != id)
+                k++;
+            if (k == nids && nids < sizeof ids / sizeof ids[0])
+                ids[nids++] = id;
+        }
+    notify_send(conf_str(srv->svc->conf, "run_directory"), ids, nids);
+}
+
 /* The group commit: every message finished in this loop turn at once. */
 static void on_commit(struct ev_loop *ev, void *arg)
 {
@@ -185,6 +205,8 @@ static void on_commit(struct ev_loop *ev, void *arg)
     }
     if (r < 0)
         log_error("commit of %zu messages failed: %s", n, err);
+    else
+        notify_batch(srv, batch, n);
     for (size_t i = 0; i < n; i++) {
         struct smtp_session *s = batch[i];
         if (r == 0) {

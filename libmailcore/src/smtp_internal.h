@@ -41,6 +41,7 @@ struct smtp_session {
     struct conn *conn;
     struct smtp_session *prev, *next;       /* in srv->sessions */
     struct ev_timer *lifetime;
+    struct ev_timer *guard;                 /* stalled output or a close that hangs */
     enum smtp_state state;
     char addr[64];
     char helo[SMTP_DOMAIN_MAX + 1];

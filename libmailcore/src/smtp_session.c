@@ -80,12 +80,45 @@ void smtp_session_reset(struct smtp_session *s)
         s->state = S_COMMAND;
 }
 
+/* A client that stops reading cannot hold a session: when output does not
+ * drain (or a closing session does not finish) in time, drop it. */
+#define CLOSE_LINGER_MS 5000
+
+static void on_guard(struct ev_loop *ev, void *arg)
+{
+    struct smtp_session *s = arg;
+
+    (void)ev;
+    s->guard = NULL;
+    if (s->state == S_COMMIT) {
+        s->dead = 1;
+        return;
+    }
+    log_info("timeout while sending to unknown[%s]: dropping the connection", s->addr);
+    smtp_session_free(s);
+}
+
+static void guard_arm(struct smtp_session *s, uint64_t ms)
+{
+    if (s->guard == NULL)
+        s->guard = ev_timer_add(s->srv->svc->ev, ms, on_guard, s);
+}
+
+static void guard_cancel(struct smtp_session *s)
+{
+    if (s->guard)
+        ev_timer_cancel(s->srv->svc->ev, s->guard);
+    s->guard = NULL;
+}
+
 void smtp_session_close(struct smtp_session *s)
 {
     if (s->state == S_CLOSING)
         return;
     s->state = S_CLOSING;
     conn_shutdown(s->conn);
+    guard_cancel(s);
+    guard_arm(s, CLOSE_LINGER_MS);
 }
 
 /* Undo admit()'s service-wide count of one connection. */
@@ -129,6 +162,7 @@ void smtp_session_free(struct smtp_session *s)
         store_msg_free(s->msg);
     if (s->lifetime)
         ev_timer_cancel(srv->svc->ev, s->lifetime);
+    guard_cancel(s);
     conn_free(s->conn);
     if (s->prev)
         s->prev->next = s->next;
@@ -520,6 +554,7 @@ static void session_input(struct smtp_session *s)
             (s->state == S_COMMAND || s->state == S_BDAT)) {
             s->out_blocked = 1;
             conn_pause(s->conn);
+            guard_arm(s, s->srv->idle_ms);
             return;
         }
         switch (s->state) {
@@ -586,6 +621,7 @@ static void on_conn(struct conn *c, enum conn_event ev, void *arg)
     case CONN_EV_DRAINED:
         if (s->out_blocked) {
             s->out_blocked = 0;
+            guard_cancel(s);
             conn_resume(s->conn);
         }
         break;

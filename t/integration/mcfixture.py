@@ -132,12 +132,15 @@ class Instance:
                               capture_output=True, text=True, timeout=timeout)
 
     def start(self, wait_daemons=True):
+        """Start master (again, after stop(): the log is appended to)."""
         path = os.path.join(self.dir, "notify.sock")
+        if os.path.exists(path):
+            os.unlink(path)
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(path)
         self.notify.settimeout(20)
         env = dict(os.environ, NOTIFY_SOCKET=path)
-        self.log = open(self.log_path, "w")
+        self.log = open(self.log_path, "a")
         self.master = subprocess.Popen([os.path.join(BIN, "master"), "-c", self.conf],
                                        stdout=self.log, stderr=subprocess.STDOUT, env=env)
         try:

@@ -132,8 +132,8 @@ int mime_header_unfold(const char *value, size_t len, struct mime_buf *out);
 /* ---- IMAP ------------------------------------------------------------- */
 
 /*
- * ENVELOPE of a message: msgpart is msg->root, or a MIME_MESSAGE part (whose
- * embedded message is used).  Writes "(date subject from ...)".  Strings are
+ * ENVELOPE from msgpart's header: msg->root for FETCH ENVELOPE, or the child
+ * of a MIME_MESSAGE part.  Writes "(date subject from ...)".  Strings are
  * raw (no RFC 2047 decoding), as RFC 3501 requires.  0 or -1 (out full).
  */
 int mime_imap_envelope(const struct mime_part *msgpart, struct mime_buf *out);

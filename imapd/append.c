@@ -1,0 +1,216 @@
+/*
+ * append.c - APPEND (with APPENDLIMIT, UIDPLUS's APPENDUID): the message
+ * literal is streamed into the store's temp file as it arrives, then made
+ * durable like a delivery (store_commit) before the tagged OK.
+ *
+ * The session hands over when the parser stops at APPEND's last literal
+ * (append_begin); the rest of the command line (its CRLF) then completes the
+ * command and cmd_append commits.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "imapd.h"
+#include "mailcore/conf.h"
+#include "mailcore/conn.h"
+#include "mailcore/service.h"
+#include "mailcore/store.h"
+
+struct append_job {
+    struct store_msg *msg;
+    struct db_mailbox mb;
+    struct imap_flags flags;
+    time_t date;
+    uint64_t left;
+    int failed;
+};
+
+void append_job_free(struct append_job *job)
+{
+    if (job == NULL)
+        return;
+    if (job->msg)
+        store_msg_free(job->msg);
+    free(job);
+}
+
+struct mb_get {
+    const char *user;
+    const char *name;
+    struct db_mailbox *mb;
+};
+
+static int tx_mb(struct db_txn *txn, void *arg)
+{
+    struct mb_get *g = arg;
+
+    return db_mailbox_get(txn, g->user, g->name, g->mb);
+}
+
+/* Refuse the pending literal: at once when the client waits for "+",
+ * else after reading (and dropping) it. */
+static void refuse(struct imap_session *s, const char *text)
+{
+    const char *tag = imap_parser_tag(s->parser);
+
+    snprintf(s->tag, sizeof s->tag, "%s", tag ? tag : "*");
+    if (imap_parser_literal_sync(s->parser)) {
+        imap_tagged(s, "NO", "%s", text);
+        imap_parser_reset(s->parser);
+        s->tag[0] = '\0';
+        s->input = IN_LINE;
+        return;
+    }
+    s->discard_left = imap_parser_literal_size(s->parser);
+    s->input = IN_DISCARD;
+}
+
+int append_begin(struct imap_session *s)
+{
+    size_t nargs;
+    const struct imap_arg *args = imap_parser_args(s->parser, &nargs);
+    uint64_t size = imap_parser_literal_size(s->parser);
+    struct append_job *j;
+    char name[DB_MBOX_NAME_MAX + 1], err[256];
+    struct mb_get g;
+    size_t i = 1;
+
+    if (imap_parser_depth(s->parser) != 0 || nargs < 1)
+        return -1;                      /* not the message: a literal mailbox name etc. */
+    if ((j = calloc(1, sizeof *j)) == NULL)
+        return -1;
+    j->date = time(NULL);
+    if (imap_mailbox_arg(s, &args[0], name, sizeof name) < 0) {
+        free(j);
+        refuse(s, "[CANNOT] Invalid mailbox name");
+        return 0;
+    }
+    if (i < nargs && args[i].type == IMAP_ARG_LIST) {
+        if (imap_flags_parse(&args[i], &j->flags) < 0) {
+            free(j);
+            refuse(s, "[CANNOT] Invalid flags");
+            return 0;
+        }
+        i++;
+    }
+    if (i < nargs) {
+        if ((args[i].type != IMAP_ARG_STRING && args[i].type != IMAP_ARG_ATOM) ||
+            imap_datetime_parse(args[i].s, args[i].len, &j->date) < 0) {
+            free(j);
+            refuse(s, "[CANNOT] Invalid date-time");
+            return 0;
+        }
+        i++;
+    }
+    if (size > conf_uint(s->srv->svc->conf, "message_size_limit")) {
+        free(j);
+        refuse(s, "[TOOBIG] Message is larger than APPENDLIMIT");
+        return 0;
+    }
+    g = (struct mb_get){s->user, name, &j->mb};
+    if (db_read(s->srv->svc->db, tx_mb, &g, err, sizeof err) != 0) {
+        free(j);
+        refuse(s, "[TRYCREATE] Mailbox doesn't exist");
+        return 0;
+    }
+    j->msg = store_msg_new(s->srv->svc->store, err, sizeof err);
+    if (j->msg == NULL) {
+        free(j);
+        log_error("APPEND: %s", err);
+        refuse(s, "[SERVERBUG] Cannot store the message");
+        return 0;
+    }
+    j->left = size;
+    s->append = j;
+    if (imap_parser_literal_sync(s->parser))
+        conn_printf(s->conn, "+ Ready for literal data\r\n");
+    imap_parser_literal_external(s->parser);
+    s->input = IN_APPEND;
+    return 0;
+}
+
+void append_literal(struct imap_session *s)
+{
+    struct append_job *j = s->append;
+    const char *data;
+    size_t len;
+
+    while (j->left > 0) {
+        if (conn_read_bytes(s->conn, j->left > 65536 ? 65536 : (size_t)j->left, &data, &len) !=
+            CONN_OK)
+            return;
+        if (!j->failed && store_msg_write(j->msg, data, len) < 0)
+            j->failed = 1;
+        j->left -= len;
+    }
+    s->input = IN_LINE;                 /* the command line goes on */
+}
+
+static uint32_t db_bits(unsigned imap)
+{
+    return (imap & IMAP_FLAG_SEEN ? DB_FLAG_SEEN : 0) |
+           (imap & IMAP_FLAG_ANSWERED ? DB_FLAG_ANSWERED : 0) |
+           (imap & IMAP_FLAG_FLAGGED ? DB_FLAG_FLAGGED : 0) |
+           (imap & IMAP_FLAG_DELETED ? DB_FLAG_DELETED : 0) |
+           (imap & IMAP_FLAG_DRAFT ? DB_FLAG_DRAFT : 0);
+}
+
+struct kw_set {
+    struct append_job *j;
+    uint32_t uid;
+};
+
+static int tx_keywords(struct db_txn *txn, void *arg)
+{
+    struct kw_set *k = arg;
+    struct db_message m;
+    uint64_t bits = 0;
+    int rc;
+
+    for (size_t i = 0; i < k->j->flags.nkeywords; i++) {
+        unsigned b;
+        if ((rc = db_keyword_index(txn, k->j->mb.id, k->j->flags.keywords[i], 1, &b)) != 0)
+            return rc;
+        bits |= 1ull << b;
+    }
+    if ((rc = db_message_get(txn, k->j->mb.id, k->uid, &m)) != 0)
+        return rc;
+    return db_message_update(txn, k->j->mb.id, k->uid, m.flags, bits, NULL);
+}
+
+void cmd_append(struct imap_session *s, int uid, const struct imap_arg *args, size_t nargs)
+{
+    struct append_job *j = s->append;
+    char err[256];
+
+    (void)uid, (void)args, (void)nargs;
+    s->append = NULL;
+    if (j == NULL) {
+        imap_tagged(s, "BAD", "Syntax: APPEND mailbox [(flags)] [date-time] literal");
+        imap_command_done(s);
+        return;
+    }
+    store_msg_set_internaldate(j->msg, j->date);
+    store_msg_add_rcpt(j->msg, j->mb.id, db_bits(j->flags.system));
+    if (j->failed || store_commit(s->srv->svc->store, &j->msg, 1, err, sizeof err) != 0) {
+        log_error("APPEND to %s/%s: %s", s->user, j->mb.name, j->failed ? "write failed" : err);
+        imap_tagged(s, "NO", "[SERVERBUG] Cannot store the message");
+    } else {
+        uint32_t new_uid = store_msg_uid(j->msg, 0);
+        if (j->flags.nkeywords) {
+            struct kw_set k = {j, new_uid};
+            db_write(s->srv->svc->db, tx_keywords, &k, err, sizeof err);
+        }
+        notify_mailbox(s->srv, j->mb.id);
+        if (s->view && s->view->mailbox_id == j->mb.id && view_sync(s, 0) < 0) {
+            append_job_free(j);
+            return;
+        }
+        imap_tagged(s, "OK", "[APPENDUID %u %u] Append completed", j->mb.uidvalidity, new_uid);
+    }
+    append_job_free(j);
+    imap_command_done(s);
+}

@@ -1,0 +1,383 @@
+/*
+ * cmd_mailbox.c - commands on mailboxes: SELECT, EXAMINE, CREATE, DELETE,
+ * RENAME, SUBSCRIBE, UNSUBSCRIBE, LIST (with LIST-EXTENDED selection and
+ * return options, SPECIAL-USE, CHILDREN, LIST-STATUS), LSUB, NAMESPACE,
+ * STATUS (with SIZE).
+ *
+ * The hierarchy delimiter is "/"; there is one personal namespace, "".
+ * LIST shows INBOX first, then the other mailboxes in name order.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "imapd.h"
+#include "mailcore/conn.h"
+#include "mailcore/service.h"
+#include "mailcore/store.h"
+
+#define MBOX_LIST_MAX 10000
+
+int imap_astring(const struct imap_arg *a, char *out, size_t outsz)
+{
+    if ((a->type != IMAP_ARG_ATOM && a->type != IMAP_ARG_STRING && a->type != IMAP_ARG_LITERAL) ||
+        a->len >= outsz || memchr(a->s, '\0', a->len) != NULL)
+        return -1;
+    memcpy(out, a->s, a->len);
+    out[a->len] = '\0';
+    return 0;
+}
+
+int imap_mailbox_arg(struct imap_session *s, const struct imap_arg *a, char *out, size_t outsz)
+{
+    size_t len;
+
+    if (imap_astring(a, out, outsz) < 0)
+        return -1;
+    len = strlen(out);
+    while (len > 1 && out[len - 1] == '/')
+        out[--len] = '\0';                  /* "Lists/" means "Lists" */
+    if (strcasecmp(out, "INBOX") == 0)
+        memcpy(out, "INBOX", 6);
+    return imap_mailbox_name_valid(out, len, s->utf8) == 0 ? 0 : -1;
+}
+
+static void bad_name(struct imap_session *s)
+{
+    imap_tagged(s, "NO", "[CANNOT] Invalid mailbox name");
+    imap_command_done(s);
+}
+
+/* SELECT / EXAMINE */
+
+static int tx_recent(struct db_txn *txn, void *arg)
+{
+    struct view *v = arg;
+
+    return db_mailbox_set_recent(txn, v->mailbox_id, v->uidnext);
+}
+
+static void select_mailbox(struct imap_session *s, const struct imap_arg *args, size_t nargs,
+                           int readonly)
+{
+    char name[DB_MBOX_NAME_MAX + 1], err[256];
+    struct view *v;
+    size_t unseen = 0, recent = 0;
+
+    if (s->view) {
+        view_free(s->view);
+        s->view = NULL;
+        s->state = IS_AUTH;
+        imap_untagged(s, "OK [CLOSED] Previous mailbox closed.");
+    }
+    if (nargs < 1 || imap_mailbox_arg(s, &args[0], name, sizeof name) < 0) {
+        bad_name(s);
+        return;
+    }
+    v = view_open(s, name, readonly, err, sizeof err);
+    if (v == NULL) {
+        imap_tagged(s, "NO", "[NONEXISTENT] Mailbox doesn't exist: %s", name);
+        imap_command_done(s);
+        return;
+    }
+    s->view = v;
+    s->state = IS_SELECTED;
+    /* RFC 3501 \Recent: this session gets what arrived since the last
+     * SELECT; the next one will not see those as recent. */
+    if (!readonly && db_write(s->srv->svc->db, tx_recent, v, err, sizeof err) != 0)
+        log_warn("recent of %s/%s: %s", s->user, name, err);
+    view_announce_flags(s);
+    imap_untagged(s, "%zu EXISTS", v->n);
+    for (size_t i = 0; i < v->n; i++) {
+        recent += view_is_recent(v, &v->msgs[i]);
+        if (!unseen && !(v->msgs[i].flags & DB_FLAG_SEEN))
+            unseen = i + 1;
+    }
+    if (!s->rev2) {
+        imap_untagged(s, "%zu RECENT", recent);
+        if (unseen)
+            imap_untagged(s, "OK [UNSEEN %zu] First unseen.", unseen);
+    }
+    imap_untagged(s, "OK [UIDVALIDITY %u] UIDs valid", v->uidvalidity);
+    imap_untagged(s, "OK [UIDNEXT %u] Predicted next UID", v->uidnext);
+    imap_untagged(s, "OK [HIGHESTMODSEQ %llu] Highest", (unsigned long long)v->highestmodseq);
+    imap_tagged(s, "OK", "[%s] %s completed", readonly ? "READ-ONLY" : "READ-WRITE",
+                readonly ? "Examine" : "Select");
+    imap_command_done(s);
+}
+
+void cmd_select(struct imap_session *s, int uid, const struct imap_arg *args, size_t nargs)
+{
+    (void)uid;
+    select_mailbox(s, args, nargs, 0);
+}
+
+void cmd_examine(struct imap_session *s, int uid, const struct imap_arg *args, size_t nargs)
+{
+    (void)uid;
+    select_mailbox(s, args, nargs, 1);
+}
+
+/* CREATE, DELETE, RENAME */
+
+struct mbox_op {
+    const char *user;
+    char name[DB_MBOX_NAME_MAX + 1], to[DB_MBOX_NAME_MAX + 1];
+    struct store_dead dead;
+    int children;
+    const char *why;
+};
+
+static int tx_create(struct db_txn *txn, void *arg)
+{
+    struct mbox_op *o = arg;
+    struct db_mailbox mb;
+    char path[DB_MBOX_NAME_MAX + 1];
+    int rc;
+
+    /* Superior names first (RFC 3501 6.3.3), quietly when they exist. */
+    for (char *slash = strchr(o->name, '/'); slash; slash = strchr(slash + 1, '/')) {
+        memcpy(path, o->name, (size_t)(slash - o->name));
+        path[slash - o->name] = '\0';
+        rc = db_mailbox_create(txn, o->user, path, 0, &mb);
+        if (rc != 0 && rc != DB_EXISTS)
+            return rc;
+    }
+    return db_mailbox_create(txn, o->user, o->name, 0, &mb);
+}
+
+void cmd_create(struct imap_session *s, int uid, const struct imap_arg *args, size_t nargs)
+{
+    struct mbox_op o = {.user = s->user};
+    char err[256];
+    int rc;
+
+    (void)uid;
+    if (nargs < 1 || imap_mailbox_arg(s, &args[0], o.name, sizeof o.name) < 0) {
+        bad_name(s);
+        return;
+    }
+    rc = db_write(s->srv->svc->db, tx_create, &o, err, sizeof err);
+    if (rc == DB_EXISTS)
+        imap_tagged(s, "NO", "[ALREADYEXISTS] Mailbox already exists");
+    else if (rc != 0)
+        imap_tagged(s, "NO", "[SERVERBUG] %s", err);
+    else
+        imap_tagged(s, "OK", "Create completed");
+    imap_command_done(s);
+}
+
+struct child_scan {
+    const char *prefix;
+    size_t plen;
+    int found;
+    char (*names)[DB_MBOX_NAME_MAX + 1];
+    size_t n, cap;
+};
+
+static int find_child(const struct db_mailbox *m, void *arg)
+{
+    struct child_scan *c = arg;
+
+    if (strncmp(m->name, c->prefix, c->plen) == 0 && m->name[c->plen] == '/') {
+        c->found = 1;
+        if (c->names && c->n < c->cap)
+            memcpy(c->names[c->n++], m->name, sizeof c->names[0]);
+    }
+    return 0;
+}
+
+static int tx_delete(struct db_txn *txn, void *arg)
+{
+    struct mbox_op *o = arg;
+    struct child_scan c = {o->name, strlen(o->name), 0, NULL, 0, 0};
+    int rc;
+
+    store_dead_reset(&o->dead);
+    if ((rc = db_mailbox_foreach(txn, o->user, find_child, &c)) != 0)
+        return rc;
+    if (c.found) {
+        o->children = 1;
+        return DB_EXISTS;
+    }
+    rc = db_mailbox_delete(txn, o->user, o->name, store_dead_add, &o->dead);
+    if (rc == 0)
+        db_subscription_set(txn, o->user, o->name, 0);
+    return rc;
+}
+
+void cmd_delete(struct imap_session *s, int uid, const struct imap_arg *args, size_t nargs)
+{
+    struct mbox_op o = {.user = s->user};
+    char err[256];
+    int rc;
+
+    (void)uid;
+    if (nargs < 1 || imap_mailbox_arg(s, &args[0], o.name, sizeof o.name) < 0) {
+        bad_name(s);
+        return;
+    }
+    if (strcmp(o.name, "INBOX") == 0) {
+        imap_tagged(s, "NO", "[CANNOT] INBOX can't be deleted.");
+        imap_command_done(s);
+        return;
+    }
+    if (s->view && strcmp(s->view->name, o.name) == 0) {
+        view_free(s->view);
+        s->view = NULL;
+        s->state = IS_AUTH;
+        imap_untagged(s, "OK [CLOSED] Mailbox closed.");
+    }
+    rc = db_write(s->srv->svc->db, tx_delete, &o, err, sizeof err);
+    if (rc == DB_NOTFOUND)
+        imap_tagged(s, "NO", "[NONEXISTENT] Mailbox doesn't exist: %s", o.name);
+    else if (o.children)
+        imap_tagged(s, "NO", "[INUSE] Mailbox has children, delete them first");
+    else if (rc != 0)
+        imap_tagged(s, "NO", "[SERVERBUG] %s", err);
+    else {
+        store_dead_unlink(s->srv->svc->store, &o.dead, err, sizeof err);
+        imap_tagged(s, "OK", "Delete completed");
+    }
+    free(o.dead.ids);
+    imap_command_done(s);
+}
+
+/* RENAME INBOX moves its messages into a new mailbox (RFC 3501 6.3.5). */
+struct move_all {
+    uint32_t from, to;
+    struct db_message *msgs;
+    size_t n, cap;
+};
+
+static int collect(const struct db_message *m, void *arg)
+{
+    struct move_all *a = arg;
+
+    if (a->n == a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 64;
+        struct db_message *p = realloc(a->msgs, cap * sizeof *p);
+        if (p == NULL)
+            return -1;
+        a->msgs = p;
+        a->cap = cap;
+    }
+    a->msgs[a->n++] = *m;
+    return 0;
+}
+
+static int tx_rename(struct db_txn *txn, void *arg)
+{
+    struct mbox_op *o = arg;
+    char (*names)[DB_MBOX_NAME_MAX + 1] = calloc(MBOX_LIST_MAX, sizeof *names);
+    struct child_scan c = {o->name, strlen(o->name), 0, names, 0, MBOX_LIST_MAX};
+    int rc;
+
+    if (names == NULL)
+        return db_txn_fail(txn, "out of memory");
+    if (strcmp(o->name, "INBOX") == 0) {
+        struct db_mailbox inbox, dst;
+        struct move_all a = {0};
+        free(names);
+        if ((rc = db_mailbox_get(txn, o->user, "INBOX", &inbox)) != 0 ||
+            (rc = db_mailbox_create(txn, o->user, o->to, 0, &dst)) != 0 ||
+            (rc = db_message_foreach(txn, inbox.id, collect, &a)) != 0) {
+            free(a.msgs);
+            return rc;
+        }
+        for (size_t i = 0; i < a.n && rc == 0; i++) {
+            struct db_message m = a.msgs[i];
+            if ((rc = db_message_add(txn, dst.id, &m)) == 0)
+                rc = db_message_expunge(txn, inbox.id, a.msgs[i].uid, NULL, NULL);
+        }
+        free(a.msgs);
+        return rc;
+    }
+    if ((rc = db_mailbox_foreach(txn, o->user, find_child, &c)) == 0)
+        rc = db_mailbox_rename(txn, o->user, o->name, o->to);
+    for (size_t i = 0; i < c.n && rc == 0; i++) {
+        char to[DB_MBOX_NAME_MAX + 1];
+        if ((size_t)snprintf(to, sizeof to, "%s%s", o->to, names[i] + c.plen) >= sizeof to)
+            rc = db_txn_fail(txn, "new name too long");
+        else
+            rc = db_mailbox_rename(txn, o->user, names[i], to);
+    }
+    free(names);
+    return rc;
+}
+
+void cmd_rename(struct imap_session *s, int uid, const struct imap_arg *args, size_t nargs)
+{
+    struct mbox_op o = {.user = s->user};
+    char err[256];
+    int rc;
+
+    (void)uid;
+    if (nargs != 2 || imap_mailbox_arg(s, &args[0], o.name, sizeof o.name) < 0 ||
+        imap_mailbox_arg(s, &args[1], o.to, sizeof o.to) < 0) {
+        bad_name(s);
+        return;
+    }
+    rc = db_write(s->srv->svc->db, tx_rename, &o, err, sizeof err);
+    if (rc == DB_NOTFOUND)
+        imap_tagged(s, "NO", "[NONEXISTENT] Mailbox doesn't exist: %s", o.name);
+    else if (rc == DB_EXISTS)
+        imap_tagged(s, "NO", "[ALREADYEXISTS] Mailbox already exists");
+    else if (rc != 0)
+        imap_tagged(s, "NO", "[SERVERBUG] %s", err);
+    else
+        imap_tagged(s, "OK", "Rename completed");
+    imap_command_done(s);
+}
+
+/* SUBSCRIBE, UNSUBSCRIBE */
+
+struct sub_op {
+    const char *user;
+    char name[DB_MBOX_NAME_MAX + 1];
+    int on;
+};
+
+static int tx_sub(struct db_txn *txn, void *arg)
+{
+    struct sub_op *o = arg;
+
+    return db_subscription_set(txn, o->user, o->name, o->on);
+}
+
+static void subscribe(struct imap_session *s, const struct imap_arg *args, size_t nargs, int on)
+{
+    struct sub_op o = {.user = s->user, .on = on};
+    char err[256];
+
+    if (nargs != 1 || imap_mailbox_arg(s, &args[0], o.name, sizeof o.name) < 0) {
+        bad_name(s);
+        return;
+    }
+    if (db_write(s->srv->svc->db, tx_sub, &o, err, sizeof err) != 0)
+        imap_tagged(s, "NO", "[SERVERBUG] %s", err);
+    else
+        imap_tagged(s, "OK", "%s completed", on ? "Subscribe" : "Unsubscribe");
+    imap_command_done(s);
+}
+
+void cmd_subscribe(struct imap_session *s, int uid, const struct imap_arg *args, size_t nargs)
+{
+    (void)uid;
+    subscribe(s, args, nargs, 1);
+}
+
+void cmd_unsubscribe(struct imap_session *s, int uid, const struct imap_arg *args, size_t nargs)
+{
+    (void)uid;
+    subscribe(s, args, nargs, 0);
+}
+
+void cmd_namespace(struct imap_session *s, int uid, const struct imap_arg *args, size_t nargs)
+{
+    (void)uid, (void)args, (void)nargs;
+    imap_untagged(s, "NAMESPACE ((\"\" \"/\")) NIL NIL");
+    imap_tagged(s, "OK", "Namespace completed");
+    imap_command_done(s);
+}

@@ -1,0 +1,397 @@
+/*
+ * cmd_message.c - commands on the messages of the selected mailbox: STORE,
+ * COPY, MOVE (RFC 6851), EXPUNGE, UID EXPUNGE (UIDPLUS), CLOSE, UNSELECT.
+ *
+ * Every change is one LMDB write transaction; then the session's view is
+ * synced (so it announces the change like any other) and the other imapd
+ * processes are told (notify.c).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "imapd.h"
+#include "mailcore/conf.h"
+#include "mailcore/conn.h"
+#include "mailcore/service.h"
+#include "mailcore/store.h"
+
+static int parse_set(struct imap_session *s, const struct imap_arg *a, struct imap_seqset *set)
+{
+    if (a->type != IMAP_ARG_ATOM || imap_seqset_parse(a->s, a->len, set) < 0 || set->saved) {
+        imap_tagged(s, "BAD", "Invalid sequence set");
+        imap_command_done(s);
+        return -1;
+    }
+    return 0;
+}
+
+/* STORE */
+
+struct store_op {
+    struct view *v;
+    size_t *idx, n;
+    int mode;                           /* 0 replace, +1 add, -1 remove */
+    struct imap_flags flags;
+    uint32_t sysbits;
+    uint64_t kwbits;
+};
+
+static uint32_t db_bits(unsigned imap)
+{
+    return (imap & IMAP_FLAG_SEEN ? DB_FLAG_SEEN : 0) |
+           (imap & IMAP_FLAG_ANSWERED ? DB_FLAG_ANSWERED : 0) |
+           (imap & IMAP_FLAG_FLAGGED ? DB_FLAG_FLAGGED : 0) |
+           (imap & IMAP_FLAG_DELETED ? DB_FLAG_DELETED : 0) |
+           (imap & IMAP_FLAG_DRAFT ? DB_FLAG_DRAFT : 0);
+}
+
+static int tx_store(struct db_txn *txn, void *arg)
+{
+    struct store_op *o = arg;
+    int rc;
+
+    o->kwbits = 0;
+    for (size_t k = 0; k < o->flags.nkeywords; k++) {
+        unsigned bit;
+        rc = db_keyword_index(txn, o->v->mailbox_id, o->flags.keywords[k], o->mode >= 0, &bit);
+        if (rc == DB_NOTFOUND)
+            continue;                   /* removing a keyword nobody has */
+        if (rc != 0)
+            return rc;
+        o->kwbits |= 1ull << bit;
+    }
+    for (size_t i = 0; i < o->n; i++) {
+        const struct view_msg *m = &o->v->msgs[o->idx[i]];
+        uint32_t f = m->flags;
+        uint64_t kw = m->keywords;
+        if (o->mode == 0) {
+            f = o->sysbits;
+            kw = o->kwbits;
+        } else if (o->mode > 0) {
+            f |= o->sysbits;
+            kw |= o->kwbits;
+        } else {
+            f &= ~o->sysbits;
+            kw &= ~o->kwbits;
+        }
+        if (f == m->flags && kw == m->keywords)
+            continue;
+        rc = db_message_update(txn, o->v->mailbox_id, m->uid, f, kw, NULL);
+        if (rc != 0 && rc != DB_NOTFOUND)
+            return rc;
+    }
+    return 0;
+}
+
+void cmd_store(struct imap_session *s, int uid, const struct imap_arg *args, size_t nargs)
+{
+    struct store_op o = {.v = s->view};
+    struct imap_seqset set;
+    const char *item;
+    int silent;
+    char err[256];
+
+    if (nargs < 3 || parse_set(s, &args[0], &set) < 0) {
+        if (nargs < 3) {
+            imap_tagged(s, "BAD", "Syntax: STORE set item flags");
+            imap_command_done(s);
+        }
+        return;
+    }
+    item = args[1].type == IMAP_ARG_ATOM ? args[1].s : "";
+    o.mode = item[0] == '+' ? 1 : item[0] == '-' ? -1 : 0;
+    item += o.mode != 0;
+    silent = strcasecmp(item, "FLAGS.SILENT") == 0;
+    if ((!silent && strcasecmp(item, "FLAGS") != 0) ||
+        imap_flags_parse(nargs == 3 ? &args[2] : &args[2], &o.flags) < 0) {
+        imap_seqset_free(&set);
+        imap_tagged(s, "BAD", "Invalid STORE item or flags");
+        imap_command_done(s);
+        return;
+    }
+    if (s->view->readonly) {
+        imap_seqset_free(&set);
+        imap_tagged(s, "NO", "[READ-ONLY] Mailbox is read-only");
+        imap_command_done(s);
+        return;
+    }
+    o.sysbits = db_bits(o.flags.system);
+    o.idx = view_resolve(s->view, &set, uid, &o.n);
+    imap_seqset_free(&set);
+    if (db_write(s->srv->svc->db, tx_store, &o, err, sizeof err) != 0) {
+        free(o.idx);
+        imap_tagged(s, "NO", "[SERVERBUG] %s", err);
+        imap_command_done(s);
+        return;
+    }
+    free(o.idx);
+    notify_mailbox(s->srv, s->view->mailbox_id);
+    /* The sync announces every changed message's FLAGS (also with
+     * .SILENT: RFC 3501 lets a server send them; clients ignore them). */
+    if (view_sync(s, uid) < 0)
+        return;
+    imap_tagged(s, "OK", "Store completed");
+    imap_command_done(s);
+}
+
+/* COPY and MOVE */
+
+struct copy_op {
+    const char *user;
+    struct view *v;
+    char to[DB_MBOX_NAME_MAX + 1];
+    size_t *idx, n;
+    uint32_t *new_uids;
+    uint32_t dst_validity;
+    uint32_t dst_id;
+    int move;
+    struct store_dead dead;
+};
+
+struct kwmap {
+    char names[DB_KEYWORDS_MAX][DB_KEYWORD_LEN + 1];
+    uint64_t used;
+};
+
+static int tx_copy(struct db_txn *txn, void *arg)
+{
+    struct copy_op *o = arg;
+    struct db_mailbox dst;
+    int rc = db_mailbox_get(txn, o->user, o->to, &dst);
+
+    store_dead_reset(&o->dead);
+    if (rc != 0)
+        return rc;
+    o->dst_validity = dst.uidvalidity;
+    o->dst_id = dst.id;
+    for (size_t i = 0; i < o->n; i++) {
+        const struct view_msg *vm = &o->v->msgs[o->idx[i]];
+        struct db_message m;
+        uint64_t kw = 0;
+        if ((rc = db_message_get(txn, o->v->mailbox_id, vm->uid, &m)) == DB_NOTFOUND) {
+            o->new_uids[i] = 0;
+            continue;
+        }
+        if (rc != 0)
+            return rc;
+        for (unsigned b = 0; b < DB_KEYWORDS_MAX; b++) {
+            unsigned nb;
+            if (!(m.keywords & (1ull << b)) || !(o->v->keywords_used & (1ull << b)))
+                continue;
+            if ((rc = db_keyword_index(txn, dst.id, o->v->keywords[b], 1, &nb)) != 0)
+                return rc;
+            kw |= 1ull << nb;
+        }
+        m.keywords = kw;
+        if ((rc = db_message_add(txn, dst.id, &m)) != 0)
+            return rc;
+        o->new_uids[i] = m.uid;
+        if (o->move && (rc = db_message_expunge(txn, o->v->mailbox_id, vm->uid, store_dead_add,
+                                                &o->dead)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* "a,b,c" of uids (valid, if uncompressed, uid-set syntax). */
+static void uid_list(char *out, size_t outsz, const uint32_t *uids, size_t n)
+{
+    size_t off = 0;
+
+    out[0] = '\0';
+    for (size_t i = 0; i < n && off < outsz; i++)
+        if (uids[i])
+            off += (size_t)snprintf(out + off, outsz - off, "%s%u", off ? "," : "", uids[i]);
+}
+
+static void copy_or_move(struct imap_session *s, int uid, const struct imap_arg *args,
+                         size_t nargs, int move)
+{
+    struct copy_op o = {.user = s->user, .v = s->view, .move = move};
+    struct imap_seqset set;
+    char err[256];
+    int rc;
+
+    if (nargs != 2) {
+        imap_tagged(s, "BAD", "Syntax: %s set mailbox", move ? "MOVE" : "COPY");
+        imap_command_done(s);
+        return;
+    }
+    if (parse_set(s, &args[0], &set) < 0)
+        return;
+    if (imap_mailbox_arg(s, &args[1], o.to, sizeof o.to) < 0) {
+        imap_seqset_free(&set);
+        imap_tagged(s, "NO", "[CANNOT] Invalid mailbox name");
+        imap_command_done(s);
+        return;
+    }
+    if (move && s->view->readonly) {
+        imap_seqset_free(&set);
+        imap_tagged(s, "NO", "[READ-ONLY] Mailbox is read-only");
+        imap_command_done(s);
+        return;
+    }
+    o.idx = view_resolve(s->view, &set, uid, &o.n);
+    imap_seqset_free(&set);
+    o.new_uids = calloc(o.n ? o.n : 1, sizeof *o.new_uids);
+    rc = o.new_uids ? db_write(s->srv->svc->db, tx_copy, &o, err, sizeof err) : -1;
+    if (rc == DB_NOTFOUND) {
+        imap_tagged(s, "NO", "[TRYCREATE] Mailbox doesn't exist: %s", o.to);
+    } else if (rc != 0) {
+        imap_tagged(s, "NO", "[SERVERBUG] %s", o.new_uids ? err : "out of memory");
+    } else {
+        size_t cap = o.n * 11 + 2;
+        char *src = malloc(cap), *dst = malloc(cap);
+        uint32_t *srcuids = calloc(o.n ? o.n : 1, sizeof *srcuids);
+        for (size_t i = 0; srcuids && i < o.n; i++)
+            srcuids[i] = o.new_uids[i] ? s->view->msgs[o.idx[i]].uid : 0;
+        if (src && dst && srcuids) {
+            uid_list(src, cap, srcuids, o.n);
+            uid_list(dst, cap, o.new_uids, o.n);
+        }
+        store_dead_unlink(s->srv->svc->store, &o.dead, err, sizeof err);
+        notify_mailbox(s->srv, o.dst_id);
+        if (move) {
+            notify_mailbox(s->srv, s->view->mailbox_id);
+            if (src && dst && src[0])
+                imap_untagged(s, "OK [COPYUID %u %s %s] Moved", o.dst_validity, src, dst);
+            if (view_sync(s, 1) < 0) {
+                free(src), free(dst), free(srcuids), free(o.idx), free(o.new_uids);
+                return;
+            }
+            imap_tagged(s, "OK", "Move completed");
+        } else if (src && dst && src[0]) {
+            imap_tagged(s, "OK", "[COPYUID %u %s %s] Copy completed", o.dst_validity, src, dst);
+        } else {
+            imap_tagged(s, "OK", "Copy completed");
+        }
+        free(src);
+        free(dst);
+        free(srcuids);
+    }
+    free(o.dead.ids);
+    free(o.idx);
+    free(o.new_uids);
+    imap_command_done(s);
+}
+
+void cmd_copy(struct imap_session *s, int uid, const struct imap_arg *args, size_t nargs)
+{
+    copy_or_move(s, uid, args, nargs, 0);
+}
+
+void cmd_move(struct imap_session *s, int uid, const struct imap_arg *args, size_t nargs)
+{
+    copy_or_move(s, uid, args, nargs, 1);
+}
+
+/* EXPUNGE, UID EXPUNGE, CLOSE */
+
+struct expunge_op {
+    struct view *v;
+    const struct imap_seqset *only;     /* UID EXPUNGE's set */
+    struct store_dead dead;
+    size_t count;
+};
+
+static int tx_expunge(struct db_txn *txn, void *arg)
+{
+    struct expunge_op *o = arg;
+    uint32_t max = o->v->n ? o->v->msgs[o->v->n - 1].uid : 0;
+    int rc;
+
+    store_dead_reset(&o->dead);
+    o->count = 0;
+    for (size_t i = 0; i < o->v->n; i++) {
+        const struct view_msg *m = &o->v->msgs[i];
+        if (!(m->flags & DB_FLAG_DELETED) ||
+            (o->only && !imap_seqset_contains(o->only, m->uid, max)))
+            continue;
+        rc = db_message_expunge(txn, o->v->mailbox_id, m->uid, store_dead_add, &o->dead);
+        if (rc != 0 && rc != DB_NOTFOUND)
+            return rc;
+        o->count++;
+    }
+    return o->dead.nomem ? db_txn_fail(txn, "out of memory") : 0;
+}
+
+/* Expunge \Deleted messages (of only, when set); 0 or -1 (reply sent). */
+static int expunge(struct imap_session *s, const struct imap_seqset *only)
+{
+    struct expunge_op o = {.v = s->view, .only = only};
+    char err[256];
+
+    if (view_sync(s, 1) < 0)
+        return -1;
+    if (db_write(s->srv->svc->db, tx_expunge, &o, err, sizeof err) != 0) {
+        free(o.dead.ids);
+        imap_tagged(s, "NO", "[SERVERBUG] %s", err);
+        imap_command_done(s);
+        return -1;
+    }
+    store_dead_unlink(s->srv->svc->store, &o.dead, err, sizeof err);
+    if (o.count)
+        notify_mailbox(s->srv, s->view->mailbox_id);
+    return 0;
+}
+
+void cmd_expunge(struct imap_session *s, int uid, const struct imap_arg *args, size_t nargs)
+{
+    struct imap_seqset set;
+
+    if (s->view->readonly) {
+        imap_tagged(s, "NO", "[READ-ONLY] Mailbox is read-only");
+        imap_command_done(s);
+        return;
+    }
+    if (uid) {
+        if (nargs != 1) {
+            imap_tagged(s, "BAD", "Syntax: UID EXPUNGE set");
+            imap_command_done(s);
+            return;
+        }
+        if (parse_set(s, &args[0], &set) < 0)
+            return;
+    }
+    if (expunge(s, uid ? &set : NULL) == 0 && view_sync(s, 1) == 0) {
+        imap_tagged(s, "OK", "Expunge completed");
+        imap_command_done(s);
+    }
+    if (uid)
+        imap_seqset_free(&set);
+}
+
+static void unselect(struct imap_session *s)
+{
+    view_free(s->view);
+    s->view = NULL;
+    s->state = IS_AUTH;
+}
+
+void cmd_close(struct imap_session *s, int uid, const struct imap_arg *args, size_t nargs)
+{
+    struct expunge_op o = {.v = s->view};
+    char err[256];
+
+    (void)uid, (void)args, (void)nargs;
+    /* Silently: CLOSE sends no EXPUNGE responses (RFC 3501 6.4.2). */
+    if (!s->view->readonly && db_write(s->srv->svc->db, tx_expunge, &o, err, sizeof err) == 0) {
+        store_dead_unlink(s->srv->svc->store, &o.dead, err, sizeof err);
+        if (o.count)
+            notify_mailbox(s->srv, s->view->mailbox_id);
+    }
+    free(o.dead.ids);
+    unselect(s);
+    imap_tagged(s, "OK", "Close completed");
+    imap_command_done(s);
+}
+
+void cmd_unselect(struct imap_session *s, int uid, const struct imap_arg *args, size_t nargs)
+{
+    (void)uid, (void)args, (void)nargs;
+    unselect(s);
+    imap_tagged(s, "OK", "Unselect completed");
+    imap_command_done(s);
+}

@@ -1,0 +1,180 @@
+/*
+ * imapd.h - what imapd's files share: the server, the session, the view of
+ * a selected mailbox, and the command table.
+ *
+ *	session.c     connection, input (lines, literals, IDLE), replies, dispatch
+ *	cmd_any.c     CAPABILITY NOOP LOGOUT STARTTLS LOGIN AUTHENTICATE ENABLE ID
+ *	cmd_mailbox.c SELECT EXAMINE CREATE DELETE RENAME (UN)SUBSCRIBE LIST LSUB
+ *	              NAMESPACE STATUS
+ *	cmd_message.c STORE COPY MOVE EXPUNGE CLOSE UNSELECT CHECK SEARCH
+ *	fetch.c       FETCH, streamed so that a large message never sits in memory
+ *	append.c      APPEND, its literal streamed into the store
+ *	view.c        the selected mailbox: sequence numbers, flags, sync with LMDB
+ *	notify.c      mailbox-change datagrams between processes; IDLE
+ */
+#ifndef IMAPD_H
+#define IMAPD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "imap_parse.h"
+#include "mailcore/anvil.h"
+#include "mailcore/db.h"
+#include "mailcore/log.h"
+#include "mailcore/mime.h"
+
+struct conn;
+struct ev_timer;
+struct service;
+struct store_msg;
+
+#define IMAP_LINE_MAX 65536
+#define IMAP_TAG_MAX 64
+
+/* One message as the session sees it: sequence number = index + 1. */
+struct view_msg {
+    uint32_t uid;
+    uint32_t flags;             /* DB_FLAG_* */
+    uint64_t keywords;
+    uint64_t modseq;
+};
+
+struct view {
+    uint32_t mailbox_id;
+    char name[DB_MBOX_NAME_MAX + 1];
+    uint32_t uidvalidity, uidnext;
+    uint64_t highestmodseq;
+    uint32_t recent_first;      /* uids >= this are \Recent in this session */
+    int readonly;
+    struct view_msg *msgs;
+    size_t n, cap;
+    char keywords[DB_KEYWORDS_MAX][DB_KEYWORD_LEN + 1];
+    uint64_t keywords_used;     /* bit i: keywords[i] is defined */
+    size_t announced_keywords;  /* to re-send FLAGS when a keyword appears */
+};
+
+enum imap_state { IS_NOTAUTH, IS_AUTH, IS_SELECTED, IS_LOGOUT };
+
+enum imap_input {
+    IN_LINE,            /* command lines */
+    IN_LITERAL,         /* a literal for the parser */
+    IN_APPEND,          /* APPEND's message literal, into the store */
+    IN_DISCARD,         /* a literal being thrown away (too big) */
+    IN_IDLE,            /* waiting for DONE */
+    IN_AUTH,            /* AUTHENTICATE continuation */
+    IN_BUSY,            /* a command is running (FETCH streaming, login delay) */
+    IN_CLOSING,
+};
+
+struct fetch_job;
+struct append_job;
+
+struct imap_session {
+    struct imap_server *srv;
+    struct conn *conn;
+    struct imap_session *prev, *next;
+    char addr[64];
+    enum imap_state state;
+    enum imap_input input;
+    struct imap_parser *parser;
+    char tag[IMAP_TAG_MAX + 1];         /* of the running command */
+    char user[DB_NAME_MAX + 1];
+    int tls_required_hint;
+    int rev2, utf8, condstore;          /* ENABLEd */
+    struct view *view;
+    struct fetch_job *fetch;
+    struct append_job *append;
+    uint64_t discard_left;
+    char idle_tag[IMAP_TAG_MAX + 1];
+    struct ev_timer *delay;             /* failed-login delay */
+    int counted;
+    struct anvil_key ipkey, userkey;
+    int user_counted;
+    int dead;
+};
+
+struct imap_server {
+    struct service *svc;
+    struct imap_session *sessions;
+    size_t nsessions;
+    struct imap_limits limits;
+    struct auth_penalty *penalty;
+    size_t ip_limit, user_limit;
+    int notify_fd;
+    char notify_dir[512];
+    struct ev_timer *recheck;
+    int stopping;
+};
+
+/* session.c */
+void imap_tagged(struct imap_session *s, const char *status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void imap_untagged(struct imap_session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void imap_write(struct imap_session *s, const void *buf, size_t len);
+void imap_string(struct imap_session *s, const char *str, size_t len);   /* quoted or literal */
+void imap_command_done(struct imap_session *s);  /* back to reading commands */
+void imap_session_close(struct imap_session *s, const char *bye);
+int imap_plaintext_ok(const struct imap_session *s);
+void imap_server_accept(struct imap_server *srv, int fd, const char *addr, int implicit_tls);
+struct imap_server *imap_server_new(struct service *svc);
+void imap_server_stop(struct imap_server *srv);
+void imap_server_free(struct imap_server *srv);
+
+/* The command table. */
+typedef void imap_cmd_fn(struct imap_session *s, int uid, const struct imap_arg *args,
+                         size_t nargs);
+struct imap_command {
+    const char *name;
+    imap_cmd_fn *fn;
+    unsigned states;            /* 1 << IS_* where it is allowed */
+    int uid_ok;                 /* may follow UID */
+};
+const struct imap_command *imap_command_find(const char *name);
+const char *imap_capabilities(const struct imap_session *s);
+
+/* cmd_any.c, cmd_mailbox.c, cmd_message.c, fetch.c, append.c */
+imap_cmd_fn cmd_capability, cmd_noop, cmd_logout, cmd_starttls, cmd_login, cmd_authenticate,
+    cmd_enable, cmd_id, cmd_idle;
+imap_cmd_fn cmd_select, cmd_examine, cmd_create, cmd_delete, cmd_rename, cmd_subscribe,
+    cmd_unsubscribe, cmd_list, cmd_lsub, cmd_namespace, cmd_status;
+imap_cmd_fn cmd_store, cmd_copy, cmd_move, cmd_expunge, cmd_close, cmd_unselect, cmd_check,
+    cmd_search;
+imap_cmd_fn cmd_fetch, cmd_append;
+void imap_auth_line(struct imap_session *s, const char *line, size_t len);
+void fetch_continue(struct imap_session *s);       /* after output drained */
+void fetch_job_free(struct fetch_job *job);
+void append_literal(struct imap_session *s);       /* bytes for IN_APPEND */
+void append_job_free(struct append_job *job);
+int append_begin(struct imap_session *s);          /* the parser stopped at APPEND's literal */
+
+/* Mailbox names: the argument as a C string (NUL-free, canonical INBOX). */
+int imap_mailbox_arg(struct imap_session *s, const struct imap_arg *a, char *out, size_t outsz);
+/* A string-ish argument (atom, quoted, literal) into out; -1 if not one. */
+int imap_astring(const struct imap_arg *a, char *out, size_t outsz);
+
+/* view.c */
+struct view *view_open(struct imap_session *s, const char *name, int readonly, char *err,
+                       size_t errlen);
+void view_free(struct view *v);
+/* Bring the view up to date and announce what changed: new messages
+ * (EXISTS, RECENT), flag changes (FETCH), and -- only when allow_expunge --
+ * expunges (EXPUNGE).  0, or -1 when the mailbox is gone (BYE). */
+int view_sync(struct imap_session *s, int allow_expunge);
+uint32_t view_seq_of_uid(const struct view *v, uint32_t uid);       /* 0: none */
+/* Every message a set names (seq or uid), in ascending order: indexes. */
+size_t *view_resolve(const struct view *v, const struct imap_seqset *set, int uid, size_t *n);
+void view_flags_text(const struct view *v, const struct view_msg *m, char *out, size_t outsz);
+int view_is_recent(const struct view *v, const struct view_msg *m);
+/* The FLAGS / PERMANENTFLAGS lines (keywords included). */
+void view_announce_flags(struct imap_session *s);
+
+/* notify.c */
+int notify_open(struct imap_server *srv);
+void notify_close(struct imap_server *srv);
+/* Tell every imapd process (this one included) that a mailbox changed. */
+void notify_mailbox(struct imap_server *srv, uint32_t mailbox_id);
+void idle_wake(struct imap_session *s);
+
+#endif

@@ -1,0 +1,280 @@
+/*
+ * view.c - a session's view of its selected mailbox: the list of messages
+ * (sequence number = position), their flags, and its sync with LMDB.
+ *
+ * view_sync() compares the view with the index and tells the client what
+ * changed, in RFC 3501 7.4.1 / 5.5 order: EXPUNGE for messages gone (only
+ * where expunges may be announced), untagged FETCH FLAGS for changed flags,
+ * EXISTS and RECENT for new messages.  A cheap check first: when the
+ * mailbox's highestmodseq and uidnext are what the view saw, nothing
+ * changed and the index is not read.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "imapd.h"
+#include "mailcore/conn.h"
+#include "mailcore/service.h"
+
+struct load {
+    const char *user;
+    const char *name;
+    uint32_t mailbox_id;
+    struct db_mailbox mb;
+    struct view_msg *msgs;
+    size_t n, cap;
+    char (*keywords)[DB_KEYWORD_LEN + 1];
+    uint64_t used;
+    int changed;
+    uint64_t seen_modseq;
+    uint32_t seen_uidnext;
+    int nomem;
+};
+
+static int add_msg(const struct db_message *m, void *arg)
+{
+    struct load *l = arg;
+
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        struct view_msg *p = realloc(l->msgs, cap * sizeof *p);
+        if (p == NULL) {
+            l->nomem = 1;
+            return -1;
+        }
+        l->msgs = p;
+        l->cap = cap;
+    }
+    l->msgs[l->n++] = (struct view_msg){m->uid, m->flags, m->keywords, m->modseq};
+    return 0;
+}
+
+static int add_keyword(unsigned index, const char *name, void *arg)
+{
+    struct load *l = arg;
+
+    if (index < DB_KEYWORDS_MAX) {
+        snprintf(l->keywords[index], DB_KEYWORD_LEN + 1, "%s", name);
+        l->used |= 1ull << index;
+    }
+    return 0;
+}
+
+static int tx_load(struct db_txn *txn, void *arg)
+{
+    struct load *l = arg;
+    int rc = l->name ? db_mailbox_get(txn, l->user, l->name, &l->mb)
+                     : db_mailbox_by_id(txn, l->mailbox_id, &l->mb);
+
+    if (rc != 0)
+        return rc;
+    if (l->mb.highestmodseq == l->seen_modseq && l->mb.uidnext == l->seen_uidnext)
+        return 0;                               /* nothing changed */
+    l->changed = 1;
+    l->n = 0;
+    l->used = 0;
+    if ((rc = db_message_foreach(txn, l->mb.id, add_msg, l)) != 0)
+        return rc;
+    return db_keyword_foreach(txn, l->mb.id, add_keyword, l);
+}
+
+struct view *view_open(struct imap_session *s, const char *name, int readonly, char *err,
+                       size_t errlen)
+{
+    struct view *v = calloc(1, sizeof *v);
+    struct load l = {.user = s->user, .name = name};
+
+    if (v == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    l.keywords = v->keywords;
+    if (db_read(s->srv->svc->db, tx_load, &l, err, errlen) != 0) {
+        free(l.msgs);
+        free(v);
+        return NULL;
+    }
+    v->mailbox_id = l.mb.id;
+    snprintf(v->name, sizeof v->name, "%s", l.mb.name);
+    v->uidvalidity = l.mb.uidvalidity;
+    v->uidnext = l.mb.uidnext;
+    v->highestmodseq = l.mb.highestmodseq;
+    v->recent_first = l.mb.recent_uid ? l.mb.recent_uid : 1;
+    v->readonly = readonly;
+    v->msgs = l.msgs;
+    v->n = l.n;
+    v->cap = l.cap;
+    v->keywords_used = l.used;
+    return v;
+}
+
+void view_free(struct view *v)
+{
+    if (v == NULL)
+        return;
+    free(v->msgs);
+    free(v);
+}
+
+int view_is_recent(const struct view *v, const struct view_msg *m)
+{
+    return m->uid >= v->recent_first;
+}
+
+void view_flags_text(const struct view *v, const struct view_msg *m, char *out, size_t outsz)
+{
+    static const struct {
+        uint32_t bit;
+        const char *name;
+    } sys[] = {{DB_FLAG_ANSWERED, "\\Answered"}, {DB_FLAG_FLAGGED, "\\Flagged"},
+               {DB_FLAG_DELETED, "\\Deleted"},   {DB_FLAG_SEEN, "\\Seen"},
+               {DB_FLAG_DRAFT, "\\Draft"}};
+    size_t off = 0;
+
+    out[0] = '\0';
+    for (size_t i = 0; i < sizeof sys / sizeof sys[0]; i++)
+        if (m->flags & sys[i].bit)
+            off += (size_t)snprintf(out + off, off < outsz ? outsz - off : 0, "%s%s",
+                                    off ? " " : "", sys[i].name);
+    for (unsigned i = 0; i < DB_KEYWORDS_MAX; i++)
+        if ((m->keywords & (1ull << i)) && (v->keywords_used & (1ull << i)))
+            off += (size_t)snprintf(out + off, off < outsz ? outsz - off : 0, "%s%s",
+                                    off ? " " : "", v->keywords[i]);
+    if (view_is_recent(v, m))
+        snprintf(out + off, off < outsz ? outsz - off : 0, "%s\\Recent", off ? " " : "");
+}
+
+void view_announce_flags(struct imap_session *s)
+{
+    struct view *v = s->view;
+    char kw[DB_KEYWORDS_MAX * (DB_KEYWORD_LEN + 1) + 1] = "";
+    size_t off = 0, count = 0;
+
+    for (unsigned i = 0; i < DB_KEYWORDS_MAX; i++)
+        if (v->keywords_used & (1ull << i)) {
+            off += (size_t)snprintf(kw + off, sizeof kw - off, " %s", v->keywords[i]);
+            count++;
+        }
+    v->announced_keywords = count;
+    imap_untagged(s, "FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s)", kw);
+    if (v->readonly)
+        imap_untagged(s, "OK [PERMANENTFLAGS ()] Read-only mailbox.");
+    else
+        imap_untagged(s, "OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s%s)] "
+                         "Flags permitted.", kw, count < DB_KEYWORDS_MAX ? " \\*" : "");
+}
+
+static void announce_fetch(struct imap_session *s, size_t seq, const struct view_msg *m)
+{
+    char flags[DB_KEYWORDS_MAX * (DB_KEYWORD_LEN + 1) + 64];
+
+    view_flags_text(s->view, m, flags, sizeof flags);
+    imap_untagged(s, "%zu FETCH (UID %u FLAGS (%s))", seq, m->uid, flags);
+}
+
+int view_sync(struct imap_session *s, int allow_expunge)
+{
+    struct view *v = s->view;
+    struct load l = {.mailbox_id = v->mailbox_id, .seen_modseq = v->highestmodseq,
+                     .seen_uidnext = v->uidnext};
+    char keywords[DB_KEYWORDS_MAX][DB_KEYWORD_LEN + 1];
+    char err[256];
+    size_t i = 0, j = 0, out = 0, added = 0, recent = 0;
+    struct view_msg *merged;
+
+    l.keywords = keywords;
+    if (db_read(s->srv->svc->db, tx_load, &l, err, sizeof err) != 0) {
+        free(l.msgs);
+        imap_session_close(s, "Mailbox has been deleted");
+        return -1;
+    }
+    if (!l.changed)
+        return 0;
+    if (l.used != v->keywords_used) {
+        memcpy(v->keywords, keywords, sizeof keywords);
+        v->keywords_used = l.used;
+        view_announce_flags(s);
+    }
+    /* Merge: the old view's order with expunged entries kept when they may
+     * not be announced yet, new messages appended. */
+    merged = malloc((v->n + l.n + 1) * sizeof *merged);
+    if (merged == NULL) {
+        free(l.msgs);
+        return 0;
+    }
+    while (i < v->n) {
+        if (j < l.n && l.msgs[j].uid == v->msgs[i].uid) {
+            if (l.msgs[j].flags != v->msgs[i].flags ||
+                l.msgs[j].keywords != v->msgs[i].keywords)
+                announce_fetch(s, out + 1, &l.msgs[j]);
+            merged[out++] = l.msgs[j++];
+            i++;
+        } else if (j < l.n && l.msgs[j].uid < v->msgs[i].uid) {
+            j++;                                /* cannot happen: uids only grow */
+        } else if (allow_expunge) {
+            imap_untagged(s, "%zu EXPUNGE", out + 1);
+            i++;
+        } else {
+            merged[out++] = v->msgs[i++];       /* announce later */
+        }
+    }
+    /* What is left is new: uids only grow. */
+    for (; j < l.n; j++) {
+        merged[out++] = l.msgs[j];
+        added++;
+        recent += view_is_recent(v, &l.msgs[j]);
+    }
+    free(v->msgs);
+    free(l.msgs);
+    v->msgs = merged;
+    v->n = out;
+    v->cap = out + 1;
+    if (added) {
+        imap_untagged(s, "%zu EXISTS", v->n);
+        if (recent) {
+            size_t total = 0;
+            for (size_t k = 0; k < v->n; k++)
+                total += view_is_recent(v, &v->msgs[k]);
+            imap_untagged(s, "%zu RECENT", total);
+        }
+    }
+    /* Until pending expunges are announced, keep the old watermarks so the
+     * next sync looks again. */
+    if (allow_expunge || out == l.n) {
+        v->highestmodseq = l.mb.highestmodseq;
+        v->uidnext = l.mb.uidnext;
+    }
+    return 0;
+}
+
+uint32_t view_seq_of_uid(const struct view *v, uint32_t uid)
+{
+    size_t lo = 0, hi = v->n;
+
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (v->msgs[mid].uid < uid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < v->n && v->msgs[lo].uid == uid ? (uint32_t)(lo + 1) : 0;
+}
+
+size_t *view_resolve(const struct view *v, const struct imap_seqset *set, int uid, size_t *n)
+{
+    size_t *idx = malloc((v->n ? v->n : 1) * sizeof *idx);
+    uint32_t max;
+
+    *n = 0;
+    if (idx == NULL || v->n == 0)
+        return idx;
+    max = uid ? v->msgs[v->n - 1].uid : (uint32_t)v->n;
+    for (size_t i = 0; i < v->n; i++) {
+        uint32_t key = uid ? v->msgs[i].uid : (uint32_t)(i + 1);
+        if (imap_seqset_contains(set, key, max))
+            idx[(*n)++] = i;
+    }
+    return idx;
+}
