@@ -65,6 +65,7 @@ static void refuse(struct imap_session *s, const char *text)
         return;
     }
     s->discard_left = imap_parser_literal_size(s->parser);
+    s->discard_text = text;
     s->input = IN_DISCARD;
 }
 

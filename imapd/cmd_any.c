@@ -54,6 +54,7 @@ void cmd_logout(struct imap_session *s, int uid, const struct imap_arg *args, si
     s->input = IN_CLOSING;
     s->state = IS_LOGOUT;
     conn_shutdown(s->conn);
+    imap_stall_arm(s);
 }
 
 void cmd_starttls(struct imap_session *s, int uid, const struct imap_arg *args, size_t nargs)

@@ -452,8 +452,10 @@ void fetch_continue(struct imap_session *s)
             }
             j->active = 1;
         }
-        if (!send_segments(s, j))
+        if (!send_segments(s, j)) {
+            imap_stall_arm(s);
             return;                     /* CONN_EV_DRAINED brings us back */
+        }
         if (j->map && j->maplen)
             munmap((void *)j->map, j->maplen);
         j->map = NULL;

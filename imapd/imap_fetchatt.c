@@ -420,8 +420,7 @@ static const struct {
     {"FULL", {"FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY"}},
 };
 
-int imap_fetch_atts_parse(const struct imap_arg *arg, struct imap_fetch_atts *out,
-                          const char **why)
+int imap_fetch_atts_parse(const struct imap_arg *arg, struct imap_fetch_atts *out, const char **why)
 {
     const struct imap_arg *items = arg;
     size_t n = 1;

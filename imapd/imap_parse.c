@@ -48,19 +48,19 @@ struct imap_parser {
     enum ip_state state;
     const char *err;
     char *tag, *name;
-    size_t used;            /* bytes of the command so far (command_max) */
-    size_t nargs;           /* arguments so far (args_max) */
-    int need_sep;           /* the last token needs SP or ')' before the next */
-    size_t no_bracket;      /* no '[' before this index of the line has a ']' */
+    size_t used;       /* bytes of the command so far (command_max) */
+    size_t nargs;      /* arguments so far (args_max) */
+    int need_sep;      /* the last token needs SP or ')' before the next */
+    size_t no_bracket; /* no '[' before this index of the line has a ']' */
 
-    struct ip_level *lv;    /* lv[0]: top level, lv[depth]: innermost open list */
-    unsigned nlv;           /* levels allocated */
+    struct ip_level *lv; /* lv[0]: top level, lv[depth]: innermost open list */
+    unsigned nlv;        /* levels allocated */
     unsigned depth;
 
-    uint64_t lit_size;      /* pending (or, after an error, announced) literal */
+    uint64_t lit_size; /* pending (or, after an error, announced) literal */
     uint64_t lit_fed;
     int lit_sync;
-    int lit_fits;           /* may be read into memory */
+    int lit_fits; /* may be read into memory */
     char *lit_buf;
 
     struct ip_chunk *arena;
@@ -297,8 +297,7 @@ static enum imap_parse_result ip_close_list(struct imap_parser *p)
 /* ATOM-CHAR plus ']' (ASTRING-CHAR) and the list-wildcards. */
 static int ip_atom_char(unsigned char ch)
 {
-    return ch > 0x20 && ch < 0x7f && ch != '(' && ch != ')' && ch != '{' && ch != '"' &&
-           ch != '\\';
+    return ch > 0x20 && ch < 0x7f && ch != '(' && ch != ')' && ch != '{' && ch != '"' && ch != '\\';
 }
 
 static int ip_tag_char(unsigned char ch)

@@ -22,7 +22,15 @@ struct sk_ctx {
 };
 
 enum sk_arg {
-    SK_NONE, SK_ASTRING, SK_DATE, SK_NUMBER, SK_SEQSET, SK_KEYWORD, SK_HEADER, SK_KEY, SK_2KEYS,
+    SK_NONE,
+    SK_ASTRING,
+    SK_DATE,
+    SK_NUMBER,
+    SK_SEQSET,
+    SK_KEYWORD,
+    SK_HEADER,
+    SK_KEY,
+    SK_2KEYS,
     SK_MODSEQ
 };
 
@@ -198,7 +206,8 @@ static int sk_key_args(struct sk_ctx *c, const struct imap_arg *args, size_t nar
     case SK_ASTRING:
         if (!sk_astring(a))
             return sk_fail(c, "search key needs a string");
-        if (sk_keys[t].header && (k->name = sk_dup(sk_keys[t].header, strlen(sk_keys[t].header), 0)) == NULL)
+        if (sk_keys[t].header &&
+            (k->name = sk_dup(sk_keys[t].header, strlen(sk_keys[t].header), 0)) == NULL)
             return sk_fail(c, "out of memory");
         break;
     case SK_HEADER:

@@ -65,8 +65,8 @@ static const struct {
     const char *name;
     unsigned flag;
 } util_system_flags[] = {
-    {"\\Seen", IMAP_FLAG_SEEN},         {"\\Answered", IMAP_FLAG_ANSWERED},
-    {"\\Flagged", IMAP_FLAG_FLAGGED},   {"\\Deleted", IMAP_FLAG_DELETED},
+    {"\\Seen", IMAP_FLAG_SEEN},       {"\\Answered", IMAP_FLAG_ANSWERED},
+    {"\\Flagged", IMAP_FLAG_FLAGGED}, {"\\Deleted", IMAP_FLAG_DELETED},
     {"\\Draft", IMAP_FLAG_DRAFT},
 };
 

@@ -86,8 +86,12 @@ struct imap_session {
     struct fetch_job *fetch;
     struct append_job *append;
     uint64_t discard_left;
+    int discard_quiet;                  /* the BAD was sent already */
+    int skip_line;                      /* rest of a refused command's line */
+    const char *discard_text;           /* the NO after a refused literal */
     char idle_tag[IMAP_TAG_MAX + 1];
     struct ev_timer *delay;             /* failed-login delay */
+    struct ev_timer *stall;             /* output not draining: drop the client */
     int counted;
     struct anvil_key ipkey, userkey;
     int user_counted;
@@ -116,6 +120,10 @@ void imap_write(struct imap_session *s, const void *buf, size_t len);
 void imap_string(struct imap_session *s, const char *str, size_t len);   /* quoted or literal */
 void imap_command_done(struct imap_session *s);  /* back to reading commands */
 void imap_session_close(struct imap_session *s, const char *bye);
+/* Output is waiting for the client: drop it unless the output drains within
+ * IMAP_STALL_MS (a client that stops reading cannot hold a session). */
+void imap_stall_arm(struct imap_session *s);
+#define IMAP_STALL_MS (5 * 60 * 1000)
 int imap_plaintext_ok(const struct imap_session *s);
 void imap_server_accept(struct imap_server *srv, int fd, const char *addr, int implicit_tls);
 struct imap_server *imap_server_new(struct service *svc);

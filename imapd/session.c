@@ -155,6 +155,30 @@ void imap_string(struct imap_session *s, const char *str, size_t len)
 /* Input. */
 
 static void session_input(struct imap_session *s);
+static void session_free(struct imap_session *s);
+
+static void on_stall(struct ev_loop *ev, void *arg)
+{
+    struct imap_session *s = arg;
+
+    (void)ev;
+    s->stall = NULL;
+    log_info("timeout while sending to unknown[%s]: dropping the connection", s->addr);
+    session_free(s);
+}
+
+void imap_stall_arm(struct imap_session *s)
+{
+    if (s->stall == NULL)
+        s->stall = ev_timer_add(s->srv->svc->ev, IMAP_STALL_MS, on_stall, s);
+}
+
+static void stall_cancel(struct imap_session *s)
+{
+    if (s->stall)
+        ev_timer_cancel(s->srv->svc->ev, s->stall);
+    s->stall = NULL;
+}
 
 void imap_command_done(struct imap_session *s)
 {
@@ -175,6 +199,7 @@ void imap_session_close(struct imap_session *s, const char *bye)
     s->input = IN_CLOSING;
     s->state = IS_LOGOUT;
     conn_shutdown(s->conn);
+    imap_stall_arm(s);
 }
 
 static void run_command(struct imap_session *s)
@@ -227,7 +252,7 @@ static void on_literal(struct imap_session *s)
     if (name != NULL && strcasecmp(name, "APPEND") == 0 && s->state != IS_NOTAUTH &&
         append_begin(s) == 0)
         return;                         /* append.c took over */
-    if (size > s->srv->limits.literal_max) {
+    if (!imap_parser_literal_fits(s->parser)) {
         if (!imap_parser_literal_sync(s->parser) && size > (1ull << 30)) {
             imap_session_close(s, "Literal too large");
             return;
@@ -260,10 +285,23 @@ static void command_line(struct imap_session *s, const char *line, size_t len)
         break;
     case IMAP_PARSE_ERROR: {
         const char *tag = imap_parser_tag(s->parser);
+        uint64_t pending = imap_parser_literal_size(s->parser);
+        int sync = imap_parser_literal_sync(s->parser);
         snprintf(s->tag, sizeof s->tag, "%s", tag ? tag : "*");
         imap_tagged(s, "BAD", "%s", imap_parser_error(s->parser));
         imap_parser_reset(s->parser);
         s->tag[0] = '\0';
+        /* A LITERAL+ the line announced comes anyway: skip it, or give up
+         * on a client that announced more than we will ever read. */
+        if (pending > 0 && !sync) {
+            if (pending > (1ull << 30)) {
+                imap_session_close(s, "Literal too large");
+            } else {
+                s->discard_left = pending;
+                s->discard_quiet = 1;
+                s->input = IN_DISCARD;
+            }
+        }
         break;
     }
     default:
@@ -287,11 +325,18 @@ static int literal_input(struct imap_session *s)
         left -= len;
     }
     if (left == 0) {
-        if (s->input == IN_DISCARD) {
-            imap_tagged(s, "NO", "[TOOBIG] Literal too large");
+        if (s->input == IN_DISCARD && !s->discard_quiet) {
+            imap_tagged(s, "NO", "%s", s->discard_text ? s->discard_text
+                                                      : "[TOOBIG] Literal too large");
             imap_parser_reset(s->parser);
             s->tag[0] = '\0';
         }
+        s->discard_quiet = 0;
+        s->discard_text = NULL;
+        /* What follows the literal on its line belongs to the refused
+         * command: drop it too. */
+        if (s->input == IN_DISCARD)
+            s->skip_line = 1;
         s->input = IN_LINE;
     }
     return 1;
@@ -320,6 +365,7 @@ static void session_input(struct imap_session *s)
 
         if (conn_out_pending(s->conn) > OUT_HIGH_WATER && s->input == IN_LINE) {
             conn_pause(s->conn);
+            imap_stall_arm(s);
             return;
         }
         switch (s->input) {
@@ -333,7 +379,9 @@ static void session_input(struct imap_session *s)
             }
             if (r != CONN_OK)
                 return;
-            if (s->input == IN_LINE)
+            if (s->input == IN_LINE && s->skip_line)
+                s->skip_line = 0;
+            else if (s->input == IN_LINE)
                 command_line(s, line, len);
             else if (s->input == IN_IDLE)
                 idle_line(s, line, len);
@@ -370,6 +418,7 @@ static void session_free(struct imap_session *s)
         anvil_dec(srv->svc->anvil, &s->userkey);
     if (s->delay)
         ev_timer_cancel(srv->svc->ev, s->delay);
+    stall_cancel(s);
     if (s->fetch)
         fetch_job_free(s->fetch);
     if (s->append)
@@ -399,6 +448,7 @@ static void on_conn(struct conn *c, enum conn_event ev, void *arg)
         session_input(s);
         break;
     case CONN_EV_DRAINED:
+        stall_cancel(s);
         if (s->fetch)
             fetch_continue(s);
         else if (s->input == IN_LINE)

@@ -94,10 +94,10 @@ void ev_free(struct ev_loop *ev)
         return;
     for (size_t i = 0; i < ev->nheap; i++)
         free(ev->heap[i]);
-    if (ev->sigfd >= 0) {
+    /* The signals stay blocked: a SIGTERM that arrives while the process
+     * is finishing must not kill it half-way (master exits 0 on SIGTERM). */
+    if (ev->sigfd >= 0)
         close(ev->sigfd);
-        sigprocmask(SIG_UNBLOCK, &ev->sigmask, NULL);
-    }
     close(ev->epfd);
     free(ev->heap);
     free(ev->hooks);

@@ -446,7 +446,7 @@ static int write_leaf(const struct mime_part *p, const struct mime_info *in, int
         mime_buf_add(out, " (", 2);
         if (p->child == NULL) {
             /* Inside not parsed (bounds): an empty message. */
-            mime_buf_adds(out, EMPTY_BODY + 1);
+            mime_buf_adds(out, &EMPTY_BODY[1]);
             mime_buf_adds(out, ext ? " NIL NIL NIL NIL" : "");
         } else if (write_part(p->child, ext, out) < 0) {
             return -1;

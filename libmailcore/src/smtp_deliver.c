@@ -211,6 +211,8 @@ static void on_commit(struct ev_loop *ev, void *arg)
         struct smtp_session *s = batch[i];
         if (r == 0) {
             log_delivered(s, ev_now_ms(ev));
+            /* As Postfix: the error limit counts errors without delivery. */
+            s->errors = 0;
             smtp_reply(s, SMTP_R_QUEUED, s->qid);
         } else {
             smtp_reply(s, SMTP_R_WRITE_ERROR);

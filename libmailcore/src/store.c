@@ -17,11 +17,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "mailcore/db.h"
+#include "mailcore/mime.h"
 #include "mailcore/store.h"
 
 #define ID_HEX 16
@@ -72,6 +74,7 @@ struct store_msg {
     char tmpname[ID_HEX + 1];
     struct rcpt *rcpts;
     size_t nrcpt, cap;
+    struct mime_buf cache[3];   /* IMAP ENVELOPE, BODYSTRUCTURE, BODY of the file */
 };
 
 static void id_hex(char out[ID_HEX + 1], uint64_t id)
@@ -332,6 +335,8 @@ void store_msg_free(struct store_msg *m)
         close(m->fd); /* the file is being thrown away */
     if (m->state == MSG_OPEN || m->state == MSG_TMP)
         unlinkat(m->s->tmpfd, m->tmpname, 0);
+    for (int i = 0; i < 3; i++)
+        mime_buf_free(&m->cache[i]);
     free(m->rcpts);
     free(m);
 }
@@ -497,6 +502,33 @@ struct commit {
     size_t n;
 };
 
+/*
+ * Parse the message once, now, and keep what IMAP FETCH asks for most
+ * (ENVELOPE, BODYSTRUCTURE, BODY), so that a client listing a large
+ * mailbox never makes imapd read every file.  A failure only leaves the
+ * cache to be filled at the first FETCH.
+ */
+static void cache_structure(struct store_msg *m)
+{
+    struct mime_msg *mime;
+    void *map;
+
+    if (m->fd < 0 || m->size == 0)
+        return;
+    map = mmap(NULL, (size_t)m->size, PROT_READ, MAP_PRIVATE, m->fd, 0);
+    if (map == MAP_FAILED)
+        return;
+    for (int i = 0; i < 3; i++)
+        mime_buf_init(&m->cache[i], 0);
+    if ((mime = mime_parse(map, (size_t)m->size)) != NULL) {
+        mime_imap_envelope(mime->root, &m->cache[0]);
+        mime_imap_bodystructure(mime, 1, &m->cache[1]);
+        mime_imap_bodystructure(mime, 0, &m->cache[2]);
+        mime_free(mime);
+    }
+    munmap(map, (size_t)m->size);
+}
+
 static int commit_txn(struct db_txn *txn, void *arg)
 {
     struct commit *c = arg;
@@ -521,6 +553,13 @@ static int commit_txn(struct db_txn *txn, void *arg)
             continue;
         if ((rc = db_file_add(txn, m->file_id, m->size)) != 0)
             return rc;
+        if (!m->cache[0].failed && m->cache[0].len && !m->cache[1].failed &&
+            !m->cache[2].failed) {
+            struct db_cache dc = {m->cache[0].p, m->cache[1].p, m->cache[2].p,
+                                  m->cache[0].len, m->cache[1].len, m->cache[2].len};
+            if ((rc = db_cache_put(txn, m->file_id, &dc)) != 0)
+                return rc;
+        }
         for (size_t j = 0; j < m->nrcpt; j++) {
             struct db_message dm = {.flags = m->rcpts[j].flags,
                                     .file_id = m->file_id,
@@ -603,6 +642,8 @@ int store_commit(struct store *s, struct store_msg **msgs, size_t n, char *err, 
         return 0;
     if (commit_check(s, msgs, n, err, errlen) != 0)
         return -1;
+    for (size_t i = 0; i < n; i++)
+        cache_structure(msgs[i]);
 
     if (n == 1) {
         if (sync_each(s, msgs, n, dirs, &msg_dirty, err, errlen) != 0)

@@ -138,7 +138,7 @@ class Instance:
             os.unlink(path)
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(path)
-        self.notify.settimeout(20)
+        self.notify.settimeout(60)
         env = dict(os.environ, NOTIFY_SOCKET=path)
         self.log = open(self.log_path, "a")
         self.master = subprocess.Popen([os.path.join(BIN, "master"), "-c", self.conf],
