@@ -274,6 +274,8 @@ void cmd_enable(struct imap_session *s, int uid, const struct imap_arg *args, si
             continue;
         if (strcasecmp(args[i].s, "IMAP4rev2") == 0 && !s->rev2) {
             s->rev2 = 1;
+            if (s->view)
+                s->view->rev2 = 1;
             strncat(enabled, " IMAP4rev2", sizeof enabled - strlen(enabled) - 1);
         } else if (strcasecmp(args[i].s, "UTF8=ACCEPT") == 0 && !s->utf8) {
             s->utf8 = 1;

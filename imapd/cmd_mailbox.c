@@ -129,22 +129,30 @@ struct mbox_op {
     const char *why;
 };
 
-static int tx_create(struct db_txn *txn, void *arg)
+/* Superior names of name (RFC 3501 6.3.3), quietly when they exist. */
+static int create_parents(struct db_txn *txn, const char *user, const char *name)
 {
-    struct mbox_op *o = arg;
     struct db_mailbox mb;
     char path[DB_MBOX_NAME_MAX + 1];
     int rc;
 
-    /* Superior names first (RFC 3501 6.3.3), quietly when they exist. */
-    for (char *slash = strchr(o->name, '/'); slash; slash = strchr(slash + 1, '/')) {
-        memcpy(path, o->name, (size_t)(slash - o->name));
-        path[slash - o->name] = '\0';
-        rc = db_mailbox_create(txn, o->user, path, 0, &mb);
+    for (const char *slash = strchr(name, '/'); slash; slash = strchr(slash + 1, '/')) {
+        memcpy(path, name, (size_t)(slash - name));
+        path[slash - name] = '\0';
+        rc = db_mailbox_create(txn, user, path, 0, &mb);
         if (rc != 0 && rc != DB_EXISTS)
             return rc;
     }
-    return db_mailbox_create(txn, o->user, o->name, 0, &mb);
+    return 0;
+}
+
+static int tx_create(struct db_txn *txn, void *arg)
+{
+    struct mbox_op *o = arg;
+    struct db_mailbox mb;
+    int rc = create_parents(txn, o->user, o->name);
+
+    return rc ? rc : db_mailbox_create(txn, o->user, o->name, 0, &mb);
 }
 
 void cmd_create(struct imap_session *s, int uid, const struct imap_arg *args, size_t nargs)
@@ -281,6 +289,7 @@ static int tx_rename(struct db_txn *txn, void *arg)
         struct move_all a = {0};
         free(names);
         if ((rc = db_mailbox_get(txn, o->user, "INBOX", &inbox)) != 0 ||
+            (rc = create_parents(txn, o->user, o->to)) != 0 ||
             (rc = db_mailbox_create(txn, o->user, o->to, 0, &dst)) != 0 ||
             (rc = db_message_foreach(txn, inbox.id, collect, &a)) != 0) {
             free(a.msgs);
@@ -294,7 +303,8 @@ static int tx_rename(struct db_txn *txn, void *arg)
         free(a.msgs);
         return rc;
     }
-    if ((rc = db_mailbox_foreach(txn, o->user, find_child, &c)) == 0)
+    if ((rc = db_mailbox_foreach(txn, o->user, find_child, &c)) == 0 &&
+        (rc = create_parents(txn, o->user, o->to)) == 0)
         rc = db_mailbox_rename(txn, o->user, o->name, o->to);
     for (size_t i = 0; i < c.n && rc == 0; i++) {
         char to[DB_MBOX_NAME_MAX + 1];

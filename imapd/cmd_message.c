@@ -36,6 +36,9 @@ struct store_op {
     struct imap_flags flags;
     uint32_t sysbits;
     uint64_t kwbits;
+    uint32_t *newflags;                 /* per message, after the STORE */
+    uint64_t *newkw;
+    uint64_t *newmodseq;
 };
 
 static uint32_t db_bits(unsigned imap)
@@ -76,10 +79,15 @@ static int tx_store(struct db_txn *txn, void *arg)
             f &= ~o->sysbits;
             kw &= ~o->kwbits;
         }
+        o->newflags[i] = f;
+        o->newkw[i] = kw;
+        o->newmodseq[i] = m->modseq;
         if (f == m->flags && kw == m->keywords)
             continue;
-        rc = db_message_update(txn, o->v->mailbox_id, m->uid, f, kw, NULL);
-        if (rc != 0 && rc != DB_NOTFOUND)
+        rc = db_message_update(txn, o->v->mailbox_id, m->uid, f, kw, &o->newmodseq[i]);
+        if (rc == DB_NOTFOUND)
+            o->newmodseq[i] = 0;        /* expunged meanwhile */
+        else if (rc != 0)
             return rc;
     }
     return 0;
@@ -120,16 +128,36 @@ void cmd_store(struct imap_session *s, int uid, const struct imap_arg *args, siz
     o.sysbits = db_bits(o.flags.system);
     o.idx = view_resolve(s->view, &set, uid, &o.n);
     imap_seqset_free(&set);
-    if (db_write(s->srv->svc->db, tx_store, &o, err, sizeof err) != 0) {
-        free(o.idx);
-        imap_tagged(s, "NO", "[SERVERBUG] %s", err);
+    o.newflags = calloc(o.n + 1, sizeof *o.newflags);
+    o.newkw = calloc(o.n + 1, sizeof *o.newkw);
+    o.newmodseq = calloc(o.n + 1, sizeof *o.newmodseq);
+    if (!o.newflags || !o.newkw || !o.newmodseq ||
+        db_write(s->srv->svc->db, tx_store, &o, err, sizeof err) != 0) {
+        free(o.idx), free(o.newflags), free(o.newkw), free(o.newmodseq);
+        imap_tagged(s, "NO", "[SERVERBUG] %s", o.newflags ? err : "out of memory");
         imap_command_done(s);
         return;
     }
-    free(o.idx);
     notify_mailbox(s->srv, s->view->mailbox_id);
-    /* The sync announces every changed message's FLAGS (also with
-     * .SILENT: RFC 3501 lets a server send them; clients ignore them). */
+    /* Our own change: the view takes it now (so the sync below reports only
+     * other sessions' changes) and, unless .SILENT, the client hears it. */
+    for (size_t i = 0; i < o.n; i++) {
+        struct view_msg *m = &s->view->msgs[o.idx[i]];
+        char text[DB_KEYWORDS_MAX * (DB_KEYWORD_LEN + 1) + 64];
+        if (o.newmodseq[i] == 0)
+            continue;
+        m->flags = o.newflags[i];
+        m->keywords = o.newkw[i];
+        m->modseq = o.newmodseq[i];
+        if (silent)
+            continue;
+        view_flags_text(s->view, m, text, sizeof text);
+        if (uid)
+            imap_untagged(s, "%zu FETCH (UID %u FLAGS (%s))", o.idx[i] + 1, m->uid, text);
+        else
+            imap_untagged(s, "%zu FETCH (FLAGS (%s))", o.idx[i] + 1, text);
+    }
+    free(o.idx), free(o.newflags), free(o.newkw), free(o.newmodseq);
     if (view_sync(s, uid) < 0)
         return;
     imap_tagged(s, "OK", "Store completed");

@@ -36,6 +36,7 @@ struct store_msg;
 struct view_msg {
     uint32_t uid;
     uint32_t flags;             /* DB_FLAG_* */
+    uint32_t recent;            /* \Recent in this session (RFC 3501 2.3.2) */
     uint64_t keywords;
     uint64_t modseq;
 };
@@ -45,8 +46,8 @@ struct view {
     char name[DB_MBOX_NAME_MAX + 1];
     uint32_t uidvalidity, uidnext;
     uint64_t highestmodseq;
-    uint32_t recent_first;      /* uids >= this are \Recent in this session */
     int readonly;
+    int rev2;                   /* IMAP4rev2 enabled: no \Recent, no RECENT */
     struct view_msg *msgs;
     size_t n, cap;
     char keywords[DB_KEYWORDS_MAX][DB_KEYWORD_LEN + 1];

@@ -461,6 +461,7 @@ static void on_conn(struct conn *c, enum conn_event ev, void *arg)
             imap_untagged(s, "OK [CAPABILITY %s] mailcore ready", imap_capabilities(s));
         }
         s->input = IN_LINE;
+        conn_resume(s->conn);
         break;
     case CONN_EV_TIMEOUT:
         imap_session_close(s, "Autologout; idle for too long");

@@ -8,6 +8,11 @@
  * EXISTS and RECENT for new messages.  A cheap check first: when the
  * mailbox's highestmodseq and uidnext are what the view saw, nothing
  * changed and the index is not read.
+ *
+ * \Recent (RFC 3501 2.3.2): a message is recent in exactly one session,
+ * the first read-write one to see it.  The mailbox's recent_uid says where
+ * unclaimed messages begin; SELECT and a sync that finds new messages
+ * claim them by moving it to uidnext in a write transaction.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +32,8 @@ struct load {
     char (*keywords)[DB_KEYWORD_LEN + 1];
     uint64_t used;
     int changed;
+    int claim;                  /* take the unclaimed \Recent messages */
+    uint32_t recent_from;       /* uids >= this are recent for us */
     uint64_t seen_modseq;
     uint32_t seen_uidnext;
     int nomem;
@@ -46,7 +53,8 @@ static int add_msg(const struct db_message *m, void *arg)
         l->msgs = p;
         l->cap = cap;
     }
-    l->msgs[l->n++] = (struct view_msg){m->uid, m->flags, m->keywords, m->modseq};
+    l->msgs[l->n++] = (struct view_msg){m->uid, m->flags, m->uid >= l->recent_from, m->keywords,
+                                        m->modseq};
     return 0;
 }
 
@@ -72,6 +80,10 @@ static int tx_load(struct db_txn *txn, void *arg)
     if (l->mb.highestmodseq == l->seen_modseq && l->mb.uidnext == l->seen_uidnext)
         return 0;                               /* nothing changed */
     l->changed = 1;
+    l->recent_from = l->mb.recent_uid ? l->mb.recent_uid : 1;
+    if (l->claim && l->mb.uidnext > l->recent_from &&
+        (rc = db_mailbox_set_recent(txn, l->mb.id, l->mb.uidnext)) != 0)
+        return rc;
     l->n = 0;
     l->used = 0;
     if ((rc = db_message_foreach(txn, l->mb.id, add_msg, l)) != 0)
@@ -90,7 +102,8 @@ struct view *view_open(struct imap_session *s, const char *name, int readonly, c
         return NULL;
     }
     l.keywords = v->keywords;
-    if (db_read(s->srv->svc->db, tx_load, &l, err, errlen) != 0) {
+    l.claim = !readonly;
+    if ((readonly ? db_read : db_write)(s->srv->svc->db, tx_load, &l, err, errlen) != 0) {
         free(l.msgs);
         free(v);
         return NULL;
@@ -100,8 +113,8 @@ struct view *view_open(struct imap_session *s, const char *name, int readonly, c
     v->uidvalidity = l.mb.uidvalidity;
     v->uidnext = l.mb.uidnext;
     v->highestmodseq = l.mb.highestmodseq;
-    v->recent_first = l.mb.recent_uid ? l.mb.recent_uid : 1;
     v->readonly = readonly;
+    v->rev2 = s->rev2;
     v->msgs = l.msgs;
     v->n = l.n;
     v->cap = l.cap;
@@ -119,7 +132,8 @@ void view_free(struct view *v)
 
 int view_is_recent(const struct view *v, const struct view_msg *m)
 {
-    return m->uid >= v->recent_first;
+    (void)v;
+    return m->recent != 0;
 }
 
 void view_flags_text(const struct view *v, const struct view_msg *m, char *out, size_t outsz)
@@ -141,7 +155,7 @@ void view_flags_text(const struct view *v, const struct view_msg *m, char *out, 
         if ((m->keywords & (1ull << i)) && (v->keywords_used & (1ull << i)))
             off += (size_t)snprintf(out + off, off < outsz ? outsz - off : 0, "%s%s",
                                     off ? " " : "", v->keywords[i]);
-    if (view_is_recent(v, m))
+    if (view_is_recent(v, m) && !v->rev2)
         snprintf(out + off, off < outsz ? outsz - off : 0, "%s\\Recent", off ? " " : "");
 }
 
@@ -191,6 +205,18 @@ int view_sync(struct imap_session *s, int allow_expunge)
     }
     if (!l.changed)
         return 0;
+    if (!v->readonly && l.mb.uidnext != v->uidnext) {
+        /* New mail: read again, claiming its \Recent, in one transaction. */
+        free(l.msgs);
+        l.msgs = NULL;
+        l.n = l.cap = 0;
+        l.claim = 1;
+        if (db_write(s->srv->svc->db, tx_load, &l, err, sizeof err) != 0) {
+            free(l.msgs);
+            imap_session_close(s, "Mailbox has been deleted");
+            return -1;
+        }
+    }
     if (l.used != v->keywords_used) {
         memcpy(v->keywords, keywords, sizeof keywords);
         v->keywords_used = l.used;
@@ -208,6 +234,7 @@ int view_sync(struct imap_session *s, int allow_expunge)
             if (l.msgs[j].flags != v->msgs[i].flags ||
                 l.msgs[j].keywords != v->msgs[i].keywords)
                 announce_fetch(s, out + 1, &l.msgs[j]);
+            l.msgs[j].recent = v->msgs[i].recent;   /* stays what it was */
             merged[out++] = l.msgs[j++];
             i++;
         } else if (j < l.n && l.msgs[j].uid < v->msgs[i].uid) {
@@ -232,7 +259,7 @@ int view_sync(struct imap_session *s, int allow_expunge)
     v->cap = out + 1;
     if (added) {
         imap_untagged(s, "%zu EXISTS", v->n);
-        if (recent) {
+        if (recent && !v->rev2) {
             size_t total = 0;
             for (size_t k = 0; k < v->n; k++)
                 total += view_is_recent(v, &v->msgs[k]);

@@ -56,10 +56,12 @@ static int print_message(const struct db_message *m, void *arg)
     flags_text(m->flags, flags, sizeof flags);
     gmtime_r(&t, &tm);
     strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    if (a->json)
-        printf("%s\n  {\"uid\": %u, \"size\": %llu, \"internaldate\": \"%s\", \"flags\": \"%s\"}",
-               a->n++ ? "," : "", m->uid, (unsigned long long)m->size, date, flags);
-    else
+    if (a->json) {
+        printf("%s\n  {\"uid\": %u, \"size\": %llu, \"internaldate\": \"%s\", \"flags\": ",
+               a->n++ ? "," : "", m->uid, (unsigned long long)m->size, date);
+        ctl_json_string(stdout, flags);
+        putchar('}');
+    } else
         printf("%u %llu %s %s\n", m->uid, (unsigned long long)m->size, date, flags);
     return 0;
 }

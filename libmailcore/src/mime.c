@@ -234,7 +234,7 @@ int mime_header_find(const struct mime_part *part, const char *name, struct mime
     unsigned n = 0;
 
     while (n++ < MIME_HEADERS_MAX && mime_header_next(part, &pos, h))
-        if (mime_field_is(h, name))
+        if (h->value != NULL && mime_field_is(h, name))
             return 1;
     return 0;
 }

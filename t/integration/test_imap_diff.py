@@ -64,6 +64,7 @@ from mcfixture import BIN, IS_ROOT, Instance, free_port, proc_status
 TIMEOUT = 10            # seconds for one command's tagged reply
 PUSH_WAIT = 5           # seconds an IDLE waits for a pushed update
 PASSWORD = "pw"
+MAX_USERS = 300         # users alice0.. made in Dovecot up front, in mailcore per test
 
 # Capabilities after LOGIN, as seen when this suite was written (N2): only a
 # record, nothing compares them.
@@ -1029,6 +1030,8 @@ def setUpModule():
     DC = Dovecot(binary)
     try:
         DC.add_user("alice")
+        for n in range(MAX_USERS):      # all now: Dovecot re-reads the file only
+            DC.add_user(f"alice{n}")    # when its mtime (seconds) changes
         DC.start()
     except unittest.SkipTest:
         DC.stop()
@@ -1071,8 +1074,8 @@ def new_user():
     n = _users[0]
     _users[0] += 1
     name = f"alice{n}"
+    assert n < MAX_USERS, "raise MAX_USERS"
     MC.add_user(name, PASSWORD)
-    DC.add_user(name)
     for server in SERVERS:
         seed(server, name)
     return name

@@ -124,7 +124,8 @@ struct mime_header {
 /* Walk a part's header fields: *pos starts at 0.  1 with a field, 0 at the
  * end.  (The lookups below and the parser look at MIME_HEADERS_MAX fields.) */
 int mime_header_next(const struct mime_part *part, size_t *pos, struct mime_header *h);
-/* The first field of that name (case-insensitive): 1, or 0 when absent. */
+/* The first field of that name (case-insensitive; a line without ':' is
+ * no field): 1, or 0 when absent. */
 int mime_header_find(const struct mime_part *part, const char *name, struct mime_header *h);
 /* Unfold a raw value: every CR and LF removed (RFC 5322 2.2.3). */
 int mime_header_unfold(const char *value, size_t len, struct mime_buf *out);
