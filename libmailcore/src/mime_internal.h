@@ -90,7 +90,8 @@ struct mime_params {
  * Dovecot does: plain parameters first in their order, then the merged
  * ones sorted by name ("name*" when any piece was extended, the value then
  * in charset'lang'%XX form).  A broken parameter is skipped: by one byte as
- * Dovecot (losing the parameters after it), or, lenient, to the next ';'.
+ * Dovecot (losing the parameters after it, and counting each byte as one of
+ * the MIME_PARAMS_MAX attempts), or, lenient, to the next ';'.
  */
 int mime_params_parse(struct mime_lex *lx, int lenient, struct mime_params *out,
                       struct mime_buf *store);

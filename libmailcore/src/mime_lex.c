@@ -496,10 +496,13 @@ int mime_params_parse(struct mime_lex *lx, int lenient, struct mime_params *out,
     out->n = 0;
     mime_buf_init(&key, MIME_STORE_MAX);
     mime_buf_init(&value, MIME_STORE_MAX);
-    while ((ret = lex_param(lx, &key, &value)) != 0) {
+    for (size_t calls = 0; (ret = lex_param(lx, &key, &value)) != 0;) {
         const char *k, *star;
         struct mime_str ks, vs;
 
+        /* Dovecot looks at MIME_PARAMS_MAX attempts, broken ones too. */
+        if (!lenient && ++calls > MIME_PARAMS_MAX)
+            break;
         if (ret < 0) {
             if (lx->p >= lx->end)
                 break;

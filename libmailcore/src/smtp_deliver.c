@@ -67,6 +67,10 @@ int smtp_deliver_begin(struct smtp_session *s)
         log_error("%s: cannot create message file: %s", s->qid, err);
         return -1;
     }
+    s->size = 0;
+    s->toolarge = 0;
+    if (s->srv->policy.submission)
+        return 0;                       /* smtp_submit_finish() writes the headers */
     n = trace_headers(s, hdr, sizeof hdr);
     if (n < 0 || (size_t)n >= sizeof hdr || store_msg_write(s->msg, hdr, (size_t)n) < 0) {
         log_error("%s: cannot write message file", s->qid);
@@ -96,16 +100,32 @@ int smtp_deliver_write(struct smtp_session *s, const char *buf, size_t len)
     return 0;
 }
 
-static void log_refusal(struct smtp_session *s, enum smtp_reply_id id)
+/* The reply's text with up to two string arguments, for the log. */
+static void log_refusal(struct smtp_session *s, enum smtp_reply_id id, const char *a1,
+                        const char *a2)
 {
     const struct smtp_reply *r = smtp_reply_get(id);
+    char text[512];
 
+    snprintf(text, sizeof text, r->text, a1, a2);
     log_info("%s: reject: END-OF-MESSAGE from unknown[%s]: %d %s %s; from=<%s> proto=%s "
-             "helo=<%s>", s->qid, s->addr, r->code, r->status, r->text, s->from.addr,
-             smtp_proto(s), s->helo);
+             "helo=<%s>%s%s", s->qid, s->addr, r->code, r->status, text, s->from.addr,
+             smtp_proto(s), s->helo, s->user[0] ? " sasl_username=" : "", s->user);
 }
 
 static void on_commit(struct ev_loop *ev, void *arg);
+static void log_delivered(struct smtp_session *s, uint64_t now);
+
+/* Does the message go to any mailbox here (Sent, local recipients)? */
+static int has_local(const struct smtp_session *s)
+{
+    if (s->sent_mailbox)
+        return 1;
+    for (size_t i = 0; i < s->nrcpts; i++)
+        if (s->rcpts[i].mailbox)
+            return 1;
+    return 0;
+}
 
 void smtp_deliver_finish(struct smtp_session *s)
 {
@@ -122,10 +142,30 @@ void smtp_deliver_finish(struct smtp_session *s)
     else if (s->msg == NULL)
         refuse = SMTP_R_WRITE_ERROR;
     if (refuse != SMTP_R_NONE) {
-        log_refusal(s, refuse);
+        log_refusal(s, refuse, "", "");
         smtp_reply(s, refuse);
         smtp_session_reset(s);
         return;
+    }
+    if (srv->policy.submission) {
+        const char *what;
+        refuse = smtp_submit_finish(s, &what);
+        if (refuse != SMTP_R_NONE) {
+            log_refusal(s, refuse, what, s->user);
+            smtp_reply(s, refuse, what, s->user);
+            smtp_session_reset(s);
+            return;
+        }
+        if (!has_local(s)) {
+            /* Remote recipients only and no Sent folder: the queue entry
+             * is durable already. */
+            log_delivered(s, ev_now_ms(srv->svc->ev));
+            smtp_submit_wake_relayq(srv);
+            s->errors = 0;
+            smtp_reply(s, SMTP_R_QUEUED, s->qid);
+            smtp_session_reset(s);
+            return;
+        }
     }
     if (srv->nbatch == srv->capbatch) {
         size_t n = srv->capbatch ? srv->capbatch * 2 : 16;
@@ -154,9 +194,14 @@ static void log_delivered(struct smtp_session *s, uint64_t now)
     log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (queue active)", s->qid, s->from.addr,
              (unsigned long long)store_msg_size(s->msg), s->nrcpts);
     for (size_t i = 0; i < s->nrcpts; i++)
+        if (s->rcpts[i].mailbox)
+            log_info("%s: to=<%s>, relay=local, delay=%.2g, delays=%.2g/0/0/0, dsn=2.0.0, "
+                     "status=sent (delivered to %s's INBOX)", s->qid, s->rcpts[i].addr, total,
+                     total, s->rcpts[i].user);
+    if (s->sent_mailbox)
         log_info("%s: to=<%s>, relay=local, delay=%.2g, delays=%.2g/0/0/0, dsn=2.0.0, "
-                 "status=sent (delivered to %s's INBOX)", s->qid, s->rcpts[i].addr, total,
-                 total, s->rcpts[i].user);
+                 "status=sent (copy in %s's Sent)", s->qid, s->from.addr, total, total,
+                 s->user);
     log_info("%s: removed", s->qid);
 }
 
@@ -167,9 +212,12 @@ static void notify_batch(struct smtp_server *srv, struct smtp_session **batch, s
     size_t nids = 0;
 
     for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < batch[i]->nrcpts; j++) {
-            uint32_t id = batch[i]->rcpts[j].mailbox;
+        for (size_t j = 0; j <= batch[i]->nrcpts; j++) {
+            uint32_t id = j < batch[i]->nrcpts ? batch[i]->rcpts[j].mailbox
+                                               : batch[i]->sent_mailbox;
             size_t k = 0;
+            if (id == 0)
+                continue;
             while (k < nids && ids[k] != id)
                 k++;
             if (k == nids && nids < sizeof ids / sizeof ids[0])
@@ -199,14 +247,20 @@ static void on_commit(struct ev_loop *ev, void *arg)
             msgs[i] = s->msg;
             store_msg_set_internaldate(s->msg, time(NULL));
             for (size_t j = 0; j < s->nrcpts; j++)
-                store_msg_add_rcpt(s->msg, s->rcpts[j].mailbox, 0);
+                if (s->rcpts[j].mailbox)
+                    store_msg_add_rcpt(s->msg, s->rcpts[j].mailbox, 0);
+            if (s->sent_mailbox)
+                store_msg_add_rcpt(s->msg, s->sent_mailbox, DB_FLAG_SEEN);
         }
         r = store_commit(srv->svc->store, msgs, n, err, sizeof err);
     }
-    if (r < 0)
+    if (r < 0) {
         log_error("commit of %zu messages failed: %s", n, err);
-    else
+    } else {
         notify_batch(srv, batch, n);
+        if (srv->policy.submission)
+            smtp_submit_wake_relayq(srv);
+    }
     for (size_t i = 0; i < n; i++) {
         struct smtp_session *s = batch[i];
         if (r == 0) {

@@ -27,13 +27,15 @@ enum smtp_state {
     S_DATA,             /* message content up to <CRLF>.<CRLF> */
     S_BDAT,             /* bdat_left more bytes of a chunk */
     S_COMMIT,           /* waiting for the group commit; input paused */
+    S_AUTH,             /* AUTH continuation lines */
+    S_AUTH_WAIT,        /* a failed AUTH's delay; input paused */
     S_CLOSING,          /* reply sent, connection ending */
 };
 
 struct smtp_rcpt {
     char addr[SMTP_PATH_MAX + 1];   /* as the client wrote it */
     char user[DB_NAME_MAX + 1];
-    uint32_t mailbox;               /* INBOX of user */
+    uint32_t mailbox;               /* INBOX of user; 0 for a remote recipient */
 };
 
 struct smtp_session {
@@ -48,6 +50,11 @@ struct smtp_session {
     int esmtp;
     int dead;                               /* connection gone while in S_COMMIT */
     int counted;                            /* in the service-wide counts */
+    char user[DB_NAME_MAX + 1];             /* AUTH: who is logged in */
+    int auth_step;                          /* S_AUTH: what the next line is */
+    char auth_login[DB_ADDR_MAX + 1];       /* AUTH LOGIN's user name */
+    struct ev_timer *auth_delay;
+    uint32_t sent_mailbox;                  /* submission: the user's Sent */
     struct anvil_key ipkey;
     unsigned errors;
     unsigned junk;                          /* NOOP, RSET, VRFY, HELP, EXPN */
@@ -91,6 +98,7 @@ struct smtp_server {
     size_t nbatch, capbatch;
     int commit_armed;
     int stopping;
+    struct auth_penalty *penalty;           /* failed AUTH delays */
 };
 
 /* smtp_session.c */
@@ -105,6 +113,19 @@ const char *smtp_proto(const struct smtp_session *s);
 int smtp_deliver_begin(struct smtp_session *s);     /* temp file + trace headers; 0 or -1 */
 int smtp_deliver_write(struct smtp_session *s, const char *buf, size_t len);
 void smtp_deliver_finish(struct smtp_session *s);   /* refuse, or queue for commit */
+
+/* smtp_auth.c */
+void smtp_cmd_auth(struct smtp_session *s, const struct smtp_cmd *cmd);
+void smtp_auth_line(struct smtp_session *s, const char *line, size_t len);
+int smtp_auth_offered(const struct smtp_session *s);
+
+/* smtp_submit.c */
+/* At MAIL FROM: relay_acl and the sender's ownership; SMTP_R_NONE if fine. */
+enum smtp_reply_id smtp_submit_sender(struct smtp_session *s, const struct smtp_path *from);
+/* At the end of data: the content checks and the final message (headers
+ * added, queue entry written).  SMTP_R_NONE when it may be committed. */
+enum smtp_reply_id smtp_submit_finish(struct smtp_session *s, const char **arg);
+void smtp_submit_wake_relayq(struct smtp_server *srv);
 
 /* smtp_rcpt.c */
 enum smtp_reply_id smtp_rcpt_check(struct smtp_session *s, const struct smtp_path *p,

@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "mailcore/auth.h"
 #include "mailcore/conf.h"
 #include "mailcore/conn.h"
 #include "mailcore/ev.h"
@@ -39,6 +40,8 @@ const char *smtp_proto(const struct smtp_session *s)
     /* RFC 3848 protocol names for the Received: "with" clause. */
     if (!s->esmtp)
         return "SMTP";
+    if (s->user[0])
+        return conn_is_tls(s->conn) ? "ESMTPSA" : "ESMTPA";
     return conn_is_tls(s->conn) ? "ESMTPS" : s->srv->policy.proto;
 }
 
@@ -70,6 +73,7 @@ void smtp_session_reset(struct smtp_session *s)
     s->msg = NULL;
     s->has_mail = 0;
     s->nrcpts = 0;
+    s->sent_mailbox = 0;
     s->qid[0] = '\0';
     s->bdat_active = 0;
     s->bdat_left = 0;
@@ -162,6 +166,8 @@ void smtp_session_free(struct smtp_session *s)
         store_msg_free(s->msg);
     if (s->lifetime)
         ev_timer_cancel(srv->svc->ev, s->lifetime);
+    if (s->auth_delay)
+        ev_timer_cancel(srv->svc->ev, s->auth_delay);
     guard_cancel(s);
     conn_free(s->conn);
     if (s->prev)
@@ -222,6 +228,8 @@ static void cmd_helo(struct smtp_session *s, const struct smtp_cmd *cmd, int ehl
                 (unsigned long long)srv->size_limit);
     if (srv->svc->tls && !conn_is_tls(s->conn))
         conn_printf(s->conn, "250-STARTTLS\r\n");
+    if (smtp_auth_offered(s))
+        conn_printf(s->conn, "250-AUTH PLAIN LOGIN\r\n");
     conn_printf(s->conn, "250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n"
                          "250 CHUNKING\r\n");
 }
@@ -254,10 +262,16 @@ static void cmd_mail(struct smtp_session *s, const struct smtp_cmd *cmd)
         smtp_reply(s, SMTP_R_SIZE_EXCEEDED);
         return;
     }
+    if (s->srv->policy.submission && smtp_submit_sender(s, &s->from) != SMTP_R_NONE)
+        return;                         /* refused, with its reply */
     s->has_mail = 1;
     s->mail_ms = ev_now_ms(s->srv->svc->ev);
     log_queue_id(s->qid);
-    log_info("%s: client=unknown[%s]", s->qid, s->addr);
+    if (s->user[0])
+        log_info("%s: client=unknown[%s], sasl_method=PLAIN, sasl_username=%s", s->qid, s->addr,
+                 s->user);
+    else
+        log_info("%s: client=unknown[%s]", s->qid, s->addr);
     smtp_reply(s, SMTP_R_SENDER_OK);
 }
 
@@ -459,7 +473,7 @@ static void dispatch(struct smtp_session *s, const struct smtp_cmd *cmd)
     case SMTP_VRFY: smtp_reply(s, SMTP_R_VRFY_DISABLED); break;
     case SMTP_EXPN: smtp_reply(s, SMTP_R_NOT_IMPLEMENTED); break;
     case SMTP_HELP: smtp_reply(s, SMTP_R_HELP); break;
-    case SMTP_AUTH: smtp_reply(s, SMTP_R_AUTH_NOT_ENABLED); break;
+    case SMTP_AUTH: smtp_cmd_auth(s, cmd); break;
     case SMTP_UNKNOWN:
         s->n_unknown++;
         smtp_reply(s, SMTP_R_UNKNOWN_COMMAND);
@@ -580,6 +594,17 @@ static void session_input(struct smtp_session *s)
             if (!bdat_input(s))
                 return;
             break;
+        case S_AUTH:
+            r = conn_read_line(s->conn, &line, &len);
+            if (r == CONN_TOOLONG) {
+                s->state = S_COMMAND;
+                smtp_reply(s, SMTP_R_AUTH_SYNTAX);
+                continue;
+            }
+            if (r != CONN_OK)
+                return;
+            smtp_auth_line(s, line, len);
+            break;
         default:
             return;
         }
@@ -610,6 +635,7 @@ static void on_conn(struct conn *c, enum conn_event ev, void *arg)
         } else {
             s->helo[0] = '\0';          /* RFC 3207: forget what came before */
             s->esmtp = 0;
+            s->user[0] = '\0';
             s->state = S_COMMAND;
         }
         break;
@@ -771,6 +797,11 @@ struct smtp_server *smtp_server_new(struct service *svc, const struct smtp_polic
     srv->rcpt_limit = (size_t)conf_uint(c, "smtpd_recipient_limit");
     srv->error_limit = (unsigned)conf_uint(c, "smtpd_hard_error_limit");
     srv->junk_limit = (unsigned)conf_uint(c, "smtpd_junk_command_limit");
+    srv->penalty = auth_penalty_new(1024);
+    if (srv->penalty == NULL) {
+        free(srv);
+        return NULL;
+    }
     srv->idle_ms = conf_uint(c, "smtpd_timeout") * 1000;
     srv->session_ms = conf_uint(c, "smtpd_session_timeout") * 1000;
     srv->conn_limit = (size_t)conf_uint(c, "smtpd_connection_limit");
@@ -797,5 +828,6 @@ void smtp_server_free(struct smtp_server *srv)
     while (srv->sessions)
         smtp_session_free(srv->sessions);
     free(srv->batch);
+    auth_penalty_free(srv->penalty);
     free(srv);
 }

@@ -230,7 +230,7 @@ struct store_msg *store_msg_new(struct store *s, char *err, size_t errlen)
             break;
         }
         id_hex(m->tmpname, m->file_id);
-        m->fd = openat(s->tmpfd, m->tmpname, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        m->fd = openat(s->tmpfd, m->tmpname, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (m->fd < 0 && errno != EEXIST) {
             snprintf(err, errlen, "%s/tmp/%s: %s", s->dir, m->tmpname, strerror(errno));
             break;
@@ -281,6 +281,11 @@ int store_msg_write(struct store_msg *m, const void *buf, size_t len)
 uint64_t store_msg_size(const struct store_msg *m)
 {
     return m->size;
+}
+
+int store_msg_fd(const struct store_msg *m)
+{
+    return m->state == MSG_OPEN && !m->write_errno ? m->fd : -1;
 }
 
 void store_msg_set_internaldate(struct store_msg *m, time_t when)

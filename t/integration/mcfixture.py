@@ -34,9 +34,21 @@ SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime e
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(n):
+    """n distinct free loopback ports (all held open while choosing)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def make_cert(directory):
@@ -86,9 +98,9 @@ class Instance:
             else:
                 os.symlink(real, os.path.join(self.daemon_dir, name))
         self.cert, self.key = make_cert(self.dir)
-        self.ports = {k: free_port() for k in ("smtpd_port", "submission_port",
-                                               "submission_ssl_port", "imap_port",
-                                               "imaps_port")}
+        keys = ("smtpd_port", "submission_port", "submission_ssl_port", "imap_port",
+                "imaps_port")
+        self.ports = dict(zip(keys, free_ports(len(keys))))
         self.settings = {
             "listen_address": "127.0.0.1",
             "tls_cert_file": self.cert,

@@ -1,4 +1,4 @@
-"""imapd against Dovecot: the same IMAP scripts, byte for byte, to both servers.
+r"""imapd against Dovecot: the same IMAP scripts, byte for byte, to both servers.
 
 A private Dovecot (Debian's dovecot-imapd, started here on a free loopback port
 with its own config in a temp dir) is the reference.  Every test method gets a
@@ -13,37 +13,72 @@ Set IMAPDIFF_DUMP=DIR to write every transcript (raw and normalised) there.
 
 Normalisation: every rule is an intended, documented difference
 ----------------------------------------------------------------
-The rules are applied to both servers alike, in `normalise_step`.
+The rules are applied to both servers alike (`normalise_step`), except N20,
+which compares the two (`reconcile`).  What N4, N5, N16-N18, N20, N23 and
+N24 drop is recorded and printed at the end of the run ("imap-diff notes").
 
 | # | what differs | rule | why it is allowed |
 |---|---|---|---|
 | N1 | free text after OK/NO/BAD/BYE/PREAUTH | dropped: status word and response code are compared | RFC 3501 7.1: human-readable text; Dovecot adds timings "(0.001 + 0.000 secs)" |
-| N2 | capability lists (greeting, CAPABILITY, [CAPABILITY] after LOGIN) | replaced by "CAPABILITY ..." | intended: mailcore offers IMAP4rev2, APPENDLIMIT, STARTTLS; Dovecot 2.3 has SORT, THREAD, CONDSTORE, ... (see CAPS below) |
-| N3 | UIDVALIDITY values (SELECT code, STATUS item, APPENDUID/COPYUID) | replaced by <uidvalidity> | each server picks its own (RFC 3501 2.3.1.1) |
-| N4 | `* OK [HIGHESTMODSEQ n]` / `[NOMODSEQ]`, STATUS HIGHESTMODSEQ values | line dropped (recorded as a note) | mailcore sends HIGHESTMODSEQ on SELECT without CONDSTORE being enabled; harmless, a client that did not ENABLE CONDSTORE ignores it |
-| N5 | untagged OK without a response code (e.g. Dovecot's "* OK Still here") | dropped (recorded) | pure text |
-| N6 | order of untagged "state" responses in one command (CAPABILITY, FLAGS, LIST, LSUB, STATUS, NAMESPACE, ENABLED, ID, RECENT, untagged OK [code]) | compared as a sorted multiset, before the ordered ones | RFC 3501 7: order of these is not significant (e.g. SELECT's OK [UIDNEXT]/[UNSEEN], LIST lines) |
+| N2 | capability lists (greeting, CAPABILITY, [CAPABILITY] after LOGIN) | replaced by "CAPABILITY ..."; a [CAPABILITY] code on a tagged OK counts as an untagged CAPABILITY | intended: mailcore offers IMAP4rev2, APPENDLIMIT, STARTTLS; Dovecot 2.3 SORT, THREAD, CONDSTORE, ... (CAPS below); Dovecot answers LOGIN with an untagged CAPABILITY when the client asked for it before |
+| N3 | UIDVALIDITY values (SELECT code, STATUS item, APPENDUID/COPYUID) | <uidvalidity> | each server picks its own (RFC 3501 2.3.1.1) |
+| N4 | `* OK [HIGHESTMODSEQ n]`, `[NOMODSEQ]`; STATUS HIGHESTMODSEQ values | dropped / <modseq> | mailcore sends HIGHESTMODSEQ on SELECT although CONDSTORE is neither offered nor enabled; a client that did not ENABLE CONDSTORE ignores it |
+| N5 | untagged OK without a response code (Dovecot's "* OK Still here") | dropped | pure text |
+| N6 | order of untagged "state" responses in one command (CAPABILITY, FLAGS, LIST, LSUB, STATUS, NAMESPACE, ENABLED, ID, RECENT, untagged OK [code]) | sorted, before the ordered ones (EXISTS, EXPUNGE, FETCH, SEARCH, ESEARCH, NO, BAD, BYE) | RFC 3501 7: their order carries no meaning (SELECT's OK [UIDNEXT]/[UNSEEN], LIST lines) |
 | N7 | order of flags in FLAGS, PERMANENTFLAGS, FETCH FLAGS, LIST attributes | sorted | they are sets |
-| N8 | order of items in one FETCH response; items of one message split over several FETCH responses in one command; order of FETCH responses | merged per message, items sorted by name, responses sorted by sequence number | RFC 3501 7.4.2: the server may send data items in any order and split them |
+| N8 | order of items in one FETCH response; one message's items split over several FETCH responses of one command; order of FETCH responses | merged per message, items sorted by name, responses by sequence number | RFC 3501 7.4.2: any order, may be split |
 | N9 | case of FETCH item names (BODY[HEADER.FIELDS (From Subject)] echoed as given or upper-cased) | upper-cased | header field names are case-insensitive |
-| N10 | a string sent quoted or as a literal; a mailbox name (LIST, LSUB, STATUS) sent as atom or string | all strings rendered the same way | same value in the IMAP grammar (astring) |
-| N11 | INTERNALDATE time zone | compared as the UTC instant; dates of the server's own making (APPEND without a date) replaced by <server-date> | Dovecot's maildir keeps only a timestamp and prints it in TZ (UTC here); the instant must match |
-| N12 | a run of `* n EXPUNGE` | compared as the set of original sequence numbers removed | any order of expunge responses that removes the same messages is valid |
-| N13 | SEARCH numbers; ESEARCH / COPYUID / APPENDUID sequence-set syntax (1:3 vs 1,2,3) | sorted / canonical ranges (COPYUID as sorted source->dest pairs) | same sets |
+| N10 | a string sent quoted or as a literal; a mailbox name (LIST, LSUB, STATUS) as atom or string | rendered alike | same value in the grammar (astring) |
+| N11 | INTERNALDATE time zone | compared as the UTC instant; dates of the server's own making (APPEND without a date: Cmd(server_dates=True)) become <server-date> | Dovecot's maildir keeps a timestamp and prints it in TZ (UTC here); the instant must match |
+| N12 | a run of `* n EXPUNGE` | compared as the set of original sequence numbers removed | any order that removes the same messages is valid |
+| N13 | SEARCH numbers; ESEARCH ALL / COPYUID / APPENDUID set syntax (1:3 vs 1,2,3) | sorted / canonical ranges (COPYUID as sorted source->dest pairs) | same sets |
 | N14 | continuation request text ("+ idling", "+ OK", "+ Ready for literal data") | "+" | text is free |
-| N15 | ID response parameters (server name, version) | replaced by "ID ..." | intended: different software |
-| N16 | `* OK [CLOSED]` when one SELECT replaces another | dropped when only one side sends it (recorded) | Dovecot 2.3 sends it only with QRESYNC enabled; IMAP4rev2 and RFC 7162 allow it |
+| N15 | ID response (server name, version) | "* ID ..." | intended: different software |
+| N16 | FETCH items nobody asked for: UID in replies to non-UID commands (mailcore adds it to STORE and unsolicited FETCH); FLAGS in the reply to a FETCH that did not ask for them (mailcore re-sends unchanged flags after BODY[] of a \Seen message) | dropped | RFC 3501 7.4.2: a server may send any data item at any time; explicit FETCH (FLAGS) steps check the flags themselves. Not applied to STORE ... .SILENT, where the FETCH itself is the difference |
+| N17 | `* n RECENT` outside SELECT/EXAMINE (Dovecot re-announces the count after EXPUNGE, MOVE, APPEND, in IDLE) | dropped | the count follows from EXISTS/EXPUNGE; RFC 9051 removed RECENT |
+| N18 | Dovecot's `OK [CLIENTBUG]` hint (STATUS of the selected mailbox) | code dropped | a Dovecot-only advisory on success |
+| N19 | `NO [BADCHARSET (US-ASCII UTF-8)]` vs `NO [BADCHARSET]` | list dropped | the list is optional (RFC 3501 7.1) |
+| N20 | mailcore's NO carries an RFC 5530 code (NONEXISTENT, CANNOT, ALREADYEXISTS, INUSE, NOPERM) where Dovecot 2.3 sends a bare NO | mailcore's code dropped | more information, same outcome (SELECT/EXAMINE/STATUS of a missing mailbox, DELETE INBOX). A code Dovecot sends and mailcore lacks (TRYCREATE!) is never dropped |
+| N21 | extended LIST (selection options, several patterns, RETURN): \HasChildren/\HasNoChildren and special-use attributes not asked for | dropped unless CHILDREN / SPECIAL-USE is in the command | RFC 5258 4 and RFC 6154 5: returned on request, may be returned otherwise |
+| N22 | INBOX echoed as the client spelled it ("inbox") or as INBOX | INBOX | the name INBOX is case-insensitive |
+| N23 | an empty `* ENABLED` when nothing was enabled | dropped | RFC 5161 allows both |
+| N24 | steps marked Cmd(intended="...") | tagged status replaced by "<intended difference: ...>" | see the reason in the script (read-only STORE/EXPUNGE: Dovecot OK and ignores, mailcore NO [READ-ONLY]; APPEND with an unknown system flag: Dovecot BAD, mailcore NO) |
 
-Intended differences that are not normalised away but kept out of the scripts:
-STARTTLS (this Dovecot has no TLS); CONDSTORE/QRESYNC, SORT, THREAD (mailcore
-does not offer them yet); ENABLE IMAP4rev2 (Dovecot 2.3 has no IMAP4rev2);
-LOGIN failure delays (both delay; only the reply is compared).
+Intended differences kept out of the scripts (Dovecot behaviour that is not
+a reference, or storage-layout choices):
+- STARTTLS (this Dovecot has no TLS); CONDSTORE/QRESYNC, SORT, THREAD (not
+  offered by mailcore yet); ENABLE IMAP4rev2 (Dovecot 2.3 has no IMAP4rev2).
+- CREATE a/b without a: mailcore creates a (RFC 3501 6.3.3 SHOULD), Dovecot's
+  Maildir++ layout lists it \Noselect.  The scripts create parents first.
+- RENAME INBOX: Dovecot's Maildir++ refuses (NO [CANNOT]); mailcore moves the
+  messages as RFC 3501 6.3.5 describes.
+- SUBSCRIBE to a missing mailbox: Dovecot NO, mailcore OK (RFC 3501 6.3.6: MAY).
+- `STORE 1 FLAGS` without flags: Dovecot clears the flags, mailcore BAD (the
+  grammar needs the argument).
+- STORE that changes nothing: Dovecot sends no FETCH, mailcore does (RFC 3501
+  6.4.6 "normally returns the updated value"); the scripts change flags.
+- APPEND of a zero-byte message: Dovecot refuses, mailcore stores it.
+- APPEND date "32-Jan-2024": Dovecot accepts it.  A refused APPEND with a
+  LITERAL+ literal: Dovecot reads the literal as commands; the error scripts
+  use synchronising literals.
+- Dovecot's login process hangs up after the third bad command before login.
+- Autocreated mailboxes exist in Dovecot only once used: RENAME x Sent works
+  on a fresh Dovecot user.  The scripts rename onto a mailbox they created.
+- SENTBEFORE/SENTSINCE on a message without Date: Dovecot takes 1970,
+  mailcore the internal date; RFC 3501 says neither.  The scripts search 1:7.
 
 Dovecot's configuration mirrors what SPEC.md 6 says a mailcore user starts
 with: INBOX, Sent, Drafts, Trash, Junk with their special-use flags, created
-and subscribed at first login ("auto = subscribe", as an experienced Dovecot
-administrator sets them up), hierarchy separator "/".
+and subscribed ("auto = subscribe", as an experienced Dovecot administrator
+sets them up), hierarchy separator "/".  Mail is stored as Maildir++.
+
+Dovecot runs as `dovecot -F -c DIR/dovecot.conf` (Popen, stopped by PID with
+SIGTERM): as root with default_internal_user dovecot, default_login_user
+dovenull, mail_uid/mail_gid mailcore (or nobody); as a normal user
+everything runs as that user (no chroot).  When dovecot is missing it is
+apt-get installed (root only), else the module is skipped.
 """
+import base64
 import calendar
 import difflib
 import grp
@@ -80,7 +115,7 @@ CAPS = {
                 "APPENDLIMIT=52428800",
 }
 
-NOTES = {}              # (server, normalised line) -> set of tests: what N4/N5/N16 dropped
+NOTES = {}              # (server, line) -> set of tests: what the rules dropped
 
 
 # --- the test messages ----------------------------------------------------
@@ -151,9 +186,8 @@ tml>
 --alt-boundary--
 """)
 
-PDF_B64 = ("JVBERi0xLjQKMSAwIG9iago8PCAvVHlwZSAvQ2F0YWxvZyAvUGFnZXMgMiAwIFIgPj4KZW5kb2Jq\n"
-           "CjIgMCBvYmoKPDwgL1R5cGUgL1BhZ2VzIC9LaWRzIFtdIC9Db3VudCAwID4+CmVuZG9iagp0cmFp\n"
-           "bGVyCjw8IC9Sb290IDEgMCBSID4+CiUlRU9GCg==\n") * 12
+PDF_B64 = base64.encodebytes(b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n"
+                             + bytes(range(256)) * 4 + b"\n%%EOF\n").decode()
 
 MSG_ATTACHMENT = crlf("""\
 From: Bob <bob@example.test>
@@ -255,6 +289,27 @@ MESSAGES = [
     (MSG_ENCODED, "()", "07-Jan-2024 18:20:05 +0100"),
     (MSG_NO_CONTENT_TYPE, r"(\Deleted)", "08-Jan-2024 00:00:00 +0000"),
 ]
+
+BROKEN_BASE64 = crlf("""\
+From: Bob <bob@example.test>
+To: alice@example.test
+Subject: Broken attachment
+Date: Thu, 11 Jan 2024 09:00:00 +0000
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="b"
+
+--b
+Content-Type: text/plain
+
+Text.
+--b
+Content-Type: application/octet-stream
+Content-Transfer-Encoding: base64
+
+QUJD==REVG
+R0hJ!!!
+--b--
+""")
 
 EXTRA = crlf("""\
 From: Zed <zed@example.org>
@@ -485,9 +540,10 @@ class Cmd:
     """One command; the tag is added when the script runs.  Parts are text
     and Lit()s; CRLF is added at the end."""
 
-    def __init__(self, *parts, server_dates=False):
+    def __init__(self, *parts, server_dates=False, intended=None):
         self.parts = parts
         self.server_dates = server_dates
+        self.intended = intended        # a documented reason: the tagged status is not compared
 
 
 class Raw:
@@ -554,14 +610,12 @@ class Session:
         self.raw.append(("S", out))
         return out
 
-    def until_tagged(self, tag, deadline=None):
-        """Responses up to and including the tagged one."""
+    def until_tagged(self, tag):
+        """Responses up to and including the tagged one ("+": a continuation)."""
         got = []
         t = tag.encode() + b" "
         try:
             while True:
-                if deadline is not None:
-                    self.sock.settimeout(max(0.05, deadline - time.monotonic()))
                 r = self.response()
                 got.append(r)
                 if r.startswith(t) or (tag == "+" and r.startswith(b"+")):
@@ -574,7 +628,7 @@ class Session:
             self.broken = f"<connection error: {e}>"
         got.append(self.broken.encode())
         return got
-        
+
 
 class Server:
     def __init__(self, name, port):
@@ -669,12 +723,12 @@ def send_step(s, server, user, tag, step):
                 except (socket.timeout, EOFError, OSError) as e:
                     got.append(f"<no continuation: {e}>".encode())
                     s.broken = "<no continuation>"
-                    return "".join(shown_parts), got, extra
+                    return f"{tag} " + "".join(shown_parts), got, extra
                 got.append(r)
                 if not r.startswith(b"+"):
                     if not r.startswith(tag.encode() + b" "):
                         got += s.until_tagged(tag)
-                    return "".join(shown_parts), got, extra
+                    return f"{tag} " + "".join(shown_parts), got, extra
                 pending = part.data
             else:
                 pending += f"{{{n}+}}\r\n".encode() + part.data
@@ -813,7 +867,7 @@ def canon_set(text):
 
 
 def normalise_code(code):
-    """A response code (N2, N3, N7, N13); None when informational (N4)."""
+    """A response code (N2, N3, N7, N13, N18, N19); None when informational (N4)."""
     name, _, rest = code.partition(" ")
     name = name.upper()
     if name == "CAPABILITY":
@@ -822,6 +876,8 @@ def normalise_code(code):
         return None
     if name == "UIDVALIDITY":
         return "UIDVALIDITY <uidvalidity>"
+    if name == "BADCHARSET":
+        return "BADCHARSET"                                 # N19
     if name == "APPENDUID":
         parts = rest.split()
         return "APPENDUID <uidvalidity> " + " ".join(canon_set(p) for p in parts[1:])
@@ -841,30 +897,86 @@ def normalise_code(code):
 
 STATE = {"CAPABILITY", "FLAGS", "LIST", "LSUB", "STATUS", "NAMESPACE", "ENABLED", "ID",
          "RECENT", "OK"}
+SPECIAL_USE = {"\\all", "\\archive", "\\drafts", "\\flagged", "\\junk", "\\sent", "\\trash"}
+CHILD_INFO = {"\\haschildren", "\\hasnochildren"}
+# N20: codes that mailcore may add to a NO where Dovecot 2.3 gives none
+# (RFC 5530 codes that describe the failure correctly).
+EXTRA_NO_CODES = {"NONEXISTENT", "CANNOT", "ALREADYEXISTS", "INUSE", "NOPERM"}
 
 
-def normalise_fetch(items, server_dates):
-    """FETCH data items as a dict name -> canonical value (N7-N9, N11)."""
+class Step:
+    """What the normaliser needs to know about the command that was sent."""
+
+    def __init__(self, step):
+        text = ""
+        if isinstance(step, Cmd):
+            text = "".join(p for p in step.parts if isinstance(p, str))
+        elif isinstance(step, Raw):
+            text = step.data.decode("utf-8", "replace")
+        elif isinstance(step, Idle):
+            text = "IDLE"
+        words = text.upper().split()
+        self.uid = bool(words) and words[0] == "UID"
+        if self.uid:
+            words = words[1:]
+        self.name = words[0] if words else ""
+        self.text = " ".join(words)
+        self.server_dates = getattr(step, "server_dates", False)
+        self.intended = getattr(step, "intended", None)
+        items = " ".join(words[2:])
+        if self.name == "FETCH":
+            self.want_flags = re.search(r"\b(FLAGS|FAST|ALL|FULL)\b", items) is not None
+            self.want_uid = self.uid or re.search(r"\bUID\b", items) is not None
+        elif self.name == "STORE":
+            self.want_flags = ".SILENT" not in items
+            self.want_uid = self.uid
+        else:                           # unsolicited FETCH: flags always count
+            self.want_flags = True
+            self.want_uid = False
+        # N21: an extended LIST (selection options, several patterns, RETURN)
+        rest = self.text[len("LIST"):].strip() if self.name == "LIST" else ""
+        self.list_extended = rest.startswith("(") or " RETURN " in f" {rest} " or \
+            rest.count("(") > 0
+        self.list_children = "CHILDREN" in rest
+        self.list_special = "SPECIAL-USE" in rest
+
+
+def normalise_fetch(items, info):
+    """FETCH data items as a dict name -> canonical value (N7-N9, N11, N16)."""
     out = {}
-    blocks = []
+    dropped = []
     if not items or not isinstance(items[0], list):
-        return {"<unparsed>": render(items, blocks)}, blocks
+        return {"<unparsed>": items}, dropped
     lst = items[0]
     for k in range(0, len(lst) - 1, 2):
         key, value = str(lst[k]).upper(), lst[k + 1]
         if key == "FLAGS":
             value = sort_flags(value)
+            if not info.want_flags and info.name == "FETCH":
+                dropped.append(f"FLAGS {render(value, [])}")
+                continue
+        elif key == "UID" and not info.want_uid:
+            dropped.append(f"UID {value}")
+            continue
         elif key == "INTERNALDATE":
-            value = utc_date(value, server_dates)
+            value = utc_date(value, info.server_dates)
         out[key] = value
     if len(lst) % 2:
         out["<odd item>"] = lst[-1]
-    return out, blocks
+    return out, dropped
+
+
+def mailbox_name(x):
+    """N10 and N22: atom or string, INBOX in any case as INBOX."""
+    x = as_str(x)
+    if isinstance(x, Str) and bytes(x).upper() == b"INBOX":
+        return Str(b"INBOX")
+    return x
 
 
 def normalise_step(responses, server, step):
     """One command's responses as canonical lines (state first, N6)."""
-    server_dates = getattr(step, "server_dates", False)
+    info = Step(step)
     state, ordered, tagged = [], [], []
     fetches = {}
     fetch_at = None
@@ -891,14 +1003,19 @@ def normalise_step(responses, server, step):
                 if c is None:
                     note(first)
                     continue
-                if c.upper() == "CLOSED" and tag == "*":
-                    note(first)     # N16
-                    continue
-                line += f" [{c}]"
+                if c.upper() == "CLIENTBUG" and status == "OK":
+                    note(first)     # N18
+                elif c == "CAPABILITY ..." and tag != "*":
+                    state.append("* CAPABILITY ...")   # N2: same as an untagged one
+                else:
+                    line += f" [{c}]"
             elif tag == "*" and status == "OK":
                 note(first)         # N5
                 continue
             if tag != "*":
+                if info.intended:
+                    note(f"{first}   (intended: {info.intended})")
+                    line = f"{tag} <intended difference: {info.intended}>"
                 tagged.append(line)
             elif status == "OK":
                 state.append(line)
@@ -930,11 +1047,17 @@ def normalise_step(responses, server, step):
                 continue
             expunged = None
             if word == "FETCH":
-                values, _ = normalise_fetch(items[3:], server_dates)
-                fetches.setdefault(num, {}).update(values)
-                if fetch_at is None:
-                    fetch_at = len(ordered)
-                    ordered.append(None)
+                values, dropped = normalise_fetch(items[3:], info)
+                for d in dropped:
+                    note(f"* {num} FETCH ({d} ...) in reply to {info.name}")
+                if values:
+                    fetches.setdefault(num, {}).update(values)
+                    if fetch_at is None:
+                        fetch_at = len(ordered)
+                        ordered.append(None)
+                continue
+            if word == "RECENT" and info.name not in ("SELECT", "EXAMINE"):
+                note(f"* n RECENT in reply to {info.name}")      # N17
                 continue
             line = f"* {num} {word} " + " ".join(render(x, blocks) for x in items[3:])
             (state if word in STATE else ordered).append(line.rstrip())
@@ -945,11 +1068,19 @@ def normalise_step(responses, server, step):
             line = "* CAPABILITY ..."
         elif word == "ID":
             line = "* ID ..."
+        elif word == "ENABLED" and not rest:
+            note("* ENABLED (nothing)")                           # N23
+            continue
         elif word == "FLAGS":
             line = "* FLAGS " + " ".join(render(sort_flags(x), blocks) for x in rest)
         elif word in ("LIST", "LSUB") and len(rest) >= 3:
-            line = (f"* {word} {render(sort_flags(rest[0]), blocks)} {render(rest[1], blocks)} "
-                    + " ".join(render(as_str(x) if i == 0 else x, blocks)
+            attrs = rest[0] if isinstance(rest[0], list) else [rest[0]]
+            if info.list_extended:
+                attrs = [a for a in attrs
+                         if not (str(a).lower() in CHILD_INFO and not info.list_children)
+                         and not (str(a).lower() in SPECIAL_USE and not info.list_special)]
+            line = (f"* {word} {render(sort_flags(attrs), blocks)} {render(rest[1], blocks)} "
+                    + " ".join(render(mailbox_name(x) if i == 0 else x, blocks)
                                for i, x in enumerate(rest[2:])))
         elif word == "STATUS" and len(rest) == 2 and isinstance(rest[1], list):
             pairs = []
@@ -961,7 +1092,7 @@ def normalise_step(responses, server, step):
                 elif key == "HIGHESTMODSEQ":
                     value = "<modseq>"
                 pairs.append(f"{key} {value}")
-            line = f"* STATUS {render(as_str(rest[0]), blocks)} ({' '.join(sorted(pairs))})"
+            line = f"* STATUS {render(mailbox_name(rest[0]), blocks)} ({' '.join(sorted(pairs))})"
         elif word == "SEARCH":
             nums = [str(x) for x in rest]
             line = "* SEARCH" + "".join(" " + x for x in sorted(nums, key=lambda v: (
@@ -1003,6 +1134,22 @@ def normalise_step(responses, server, step):
         lines.append(f"  #{k}:")
         lines += ["  | " + t.rstrip("\r") for t in text.split("\n")]
     return lines
+
+
+def reconcile(dovecot, mailcore):
+    """N20: a NO that only mailcore qualifies with an RFC 5530 code counts as
+    the same NO.  Returns mailcore's lines with such codes taken off."""
+    plain = set(dovecot)
+    out = []
+    for line in mailcore:
+        m = re.match(r"^(.*S: \S+ NO) \[(\w+)[^\]]*\]$", line)
+        if m and m.group(2).upper() in EXTRA_NO_CODES and m.group(1) in plain \
+                and line not in plain:
+            NOTES.setdefault(("mailcore", f"NO [{m.group(2)}] where Dovecot has no code"),
+                             set()).add(current_test())
+            line = m.group(1)
+        out.append(line)
+    return out
 
 
 _current = ["?"]
@@ -1062,7 +1209,7 @@ def tearDownModule():
     if DC is not None:
         DC.stop()
     if NOTES:
-        sys.stderr.write("\nimap-diff notes: lines dropped by N4/N5/N16 (server: line [tests]):\n")
+        sys.stderr.write("\nimap-diff notes: what the normalisation dropped (server: line [tests]):\n")
         for (server, line), tests in sorted(NOTES.items()):
             sys.stderr.write(f"  {server}: {line}   [{len(tests)} tests]\n")
     if problems:
@@ -1141,6 +1288,7 @@ class ImapDiff(unittest.TestCase):
             results[server.name] = (norm, raw)
             dump(self._testMethodName, server.name, norm, raw)
         (dn, dr), (mn, mr) = results["dovecot"], results["mailcore"]
+        mn = reconcile(dn, mn)
         if dn != mn:
             udiff = "\n".join(difflib.unified_diff(dn, mn, "dovecot (normalised)",
                                                    "mailcore (normalised)", lineterm="", n=3))
@@ -1165,19 +1313,17 @@ class ImapDiff(unittest.TestCase):
                   Cmd("LOGOUT"), login=False)
 
     def test_authenticate_plain(self):
-        import base64
         ir = base64.b64encode(f"\0{self.user}\0{PASSWORD}".encode()).decode()
         self.diff(Cmd(f"AUTHENTICATE PLAIN {ir}"), Cmd("LOGOUT"), login=False)
 
     def test_authenticate_plain_continuation(self):
-        import base64
         ir = base64.b64encode(f"\0{self.user}\0{PASSWORD}".encode()).decode()
         self.diff(Raw("x1 AUTHENTICATE PLAIN\r\n", "+"), Raw(ir + "\r\n", "x1"), Cmd("LOGOUT"),
                   login=False)
 
     def test_notauth_state_errors(self):
-        self.diff(Cmd("SELECT INBOX"), Cmd("LIST \"\" \"*\""), Cmd("FETCH 1 (FLAGS)"),
-                  Cmd("LOGOUT"), login=False)
+        # two only: Dovecot's login process hangs up at the third bad command
+        self.diff(Cmd("SELECT INBOX"), Cmd("FETCH 1 (FLAGS)"), Cmd("LOGOUT"), login=False)
 
     # --- authenticated state ---------------------------------------------------
 
@@ -1193,13 +1339,17 @@ class ImapDiff(unittest.TestCase):
                   Cmd("LOGOUT"))
 
     def test_list_hierarchy(self):
-        self.diff(Cmd("CREATE Work/Projects"), Cmd('LIST "" "*"'), Cmd('LIST "" "%"'),
+        self.diff(Cmd("CREATE Work"), Cmd("CREATE Work/Projects"), Cmd('LIST "" "*"'), Cmd('LIST "" "%"'),
                   Cmd('LIST "" "Work/%"'), Cmd('LIST "Work/" "%"'), Cmd("LOGOUT"))
 
     def test_list_extended(self):
-        self.diff(Cmd('LIST (SUBSCRIBED) "" "*"'), Cmd('LIST "" "*" RETURN (SPECIAL-USE)'),
+        self.diff(Cmd('LIST "" "*" RETURN (SPECIAL-USE)'),
                   Cmd('LIST (SPECIAL-USE) "" "*"'), Cmd('LIST "" "%" RETURN (CHILDREN)'),
                   Cmd('LIST "" ("INBOX" "Sent")'), Cmd("LOGOUT"))
+
+    def test_list_subscribed(self):
+        self.diff(Cmd('LIST (SUBSCRIBED) "" "*"'), Cmd('LIST "" "*" RETURN (SUBSCRIBED)'),
+                  Cmd("LOGOUT"))
 
     def test_list_status(self):
         self.diff(Cmd('LIST "" "*" RETURN (STATUS (MESSAGES UNSEEN UIDNEXT))'), Cmd("LOGOUT"))
@@ -1224,12 +1374,17 @@ class ImapDiff(unittest.TestCase):
 
     def test_examine(self):
         self.diff(Cmd("EXAMINE INBOX"), Cmd("FETCH 3 (BODY[TEXT])"), Cmd("FETCH 3 (FLAGS)"),
-                  Cmd("STORE 3 +FLAGS (\\Seen)"), Cmd("EXPUNGE"), Cmd("LOGOUT"))
+                  Cmd("STORE 3 +FLAGS (\\Seen)", intended="read-only STORE: Dovecot OK (ignored), "
+                      "mailcore NO [READ-ONLY]"),
+                  Cmd("EXPUNGE", intended="read-only EXPUNGE: Dovecot OK (nothing), "
+                      "mailcore NO [READ-ONLY]"),
+                  Cmd("FETCH 3 (FLAGS)"), Cmd("LOGOUT"))
 
     def test_create_rename_delete(self):
         self.diff(Cmd("CREATE Projects"), Cmd("CREATE Projects"), Cmd("CREATE projects"),
                   Cmd("RENAME Projects Archive"), Cmd("RENAME nosuch Other"),
-                  Cmd("RENAME Archive Sent"), Cmd('LIST "" "*"'), Cmd("DELETE Archive"),
+                  Cmd("CREATE Other"), Cmd("RENAME Archive Other"), Cmd('LIST "" "*"'),
+                  Cmd("DELETE Archive"),
                   Cmd("DELETE Archive"), Cmd("DELETE INBOX"), Cmd("CREATE INBOX"),
                   Cmd("CREATE Trailing/"), Cmd('LIST "" "*"'), Cmd("LOGOUT"))
 
@@ -1237,18 +1392,15 @@ class ImapDiff(unittest.TestCase):
         self.diff(Cmd('CREATE "Entw&APw-rfe"'), Cmd('LIST "" "Entw*"'),
                   Cmd('STATUS "Entw&APw-rfe" (MESSAGES)'), Cmd("LOGOUT"))
 
-    def test_rename_inbox(self):
-        self.diff(Cmd("RENAME INBOX Old"), Cmd("STATUS Old (MESSAGES UIDNEXT)"),
-                  Cmd("STATUS INBOX (MESSAGES UIDNEXT)"), Cmd("LOGOUT"))
-
     def test_delete_with_children(self):
-        self.diff(Cmd("CREATE Parent/Child"), Cmd("DELETE Parent"), Cmd('LIST "" "Parent*"'),
+        self.diff(Cmd("CREATE Parent"), Cmd("CREATE Parent/Child"), Cmd("DELETE Parent"), Cmd('LIST "" "Parent*"'),
                   Cmd("DELETE Parent/Child"), Cmd('LIST "" "Parent*"'), Cmd("LOGOUT"))
 
     def test_append(self):
         self.diff(Cmd('APPEND INBOX (\\Seen $Label1) "10-Jan-2024 12:00:00 +0000" ', Lit(EXTRA)),
                   Cmd("APPEND Sent ", Lit(EXTRA, sync=True)),
                   Cmd("APPEND nosuch ", Lit(EXTRA)),
+                  Cmd("APPEND nosuch ", Lit(EXTRA, sync=True)),
                   Cmd("SELECT INBOX"),
                   Cmd("FETCH 9 (FLAGS INTERNALDATE RFC822.SIZE UID)"),
                   Cmd("STATUS Sent (MESSAGES UIDNEXT)"), Cmd("LOGOUT"))
@@ -1260,9 +1412,13 @@ class ImapDiff(unittest.TestCase):
                   Cmd("LOGOUT"))
 
     def test_append_bad(self):
-        self.diff(Cmd('APPEND INBOX "32-Jan-2024 12:00:00 +0000" ', Lit(EXTRA)),
-                  Cmd("APPEND INBOX (\\Bogus) ", Lit(EXTRA)),
-                  Cmd("APPEND INBOX ", Lit(b"")),
+        # Synchronising literals: a server that refuses the command before
+        # the literal says so instead of "+" (Dovecot 2.3 does not skip a
+        # refused LITERAL+ literal, it reads it as commands).
+        self.diff(Cmd('APPEND INBOX "notadate" ', Lit(EXTRA, sync=True)),
+                  Cmd("APPEND INBOX (\\Bogus) ", Lit(EXTRA, sync=True),
+                      intended="unknown system flag: Dovecot BAD, mailcore NO [CANNOT]; "
+                      "both refuse it"),
                   Cmd("STATUS INBOX (MESSAGES)"), Cmd("LOGOUT"))
 
     def test_enable_id(self):
@@ -1290,6 +1446,13 @@ class ImapDiff(unittest.TestCase):
                       "BODY[HEADER.FIELDS (From Subject)])"),
                   Cmd("FETCH 1 (BODY[1] BODY[1.MIME] BODY[2])"),
                   Cmd("FETCH 1:2 (BODY.PEEK[])"), Cmd("LOGOUT"))
+
+    def test_fetch_whole_messages(self):
+        self.diff(Cmd("EXAMINE INBOX"), Cmd("FETCH 1:* (BODY.PEEK[])"), Cmd("LOGOUT"))
+
+    def test_pipelined(self):
+        self.diff(Raw("p1 SELECT INBOX\r\np2 FETCH 1:2 (FLAGS)\r\np3 SEARCH UNSEEN\r\n"
+                      "p4 STORE 3 +FLAGS (\\Seen)\r\np5 NOOP\r\n", "p5"), Cmd("LOGOUT"))
 
     def test_fetch_sections_multipart(self):
         self.diff(Cmd("SELECT INBOX"),
@@ -1331,6 +1494,11 @@ class ImapDiff(unittest.TestCase):
                   Cmd("FETCH 7 (BINARY.PEEK[1] BINARY.SIZE[1])"),
                   Cmd("LOGOUT"))
 
+    def test_fetch_binary_broken(self):
+        self.diff(Cmd('APPEND INBOX () "11-Jan-2024 09:00:00 +0000" ', Lit(BROKEN_BASE64)),
+                  Cmd("EXAMINE INBOX"), Cmd("FETCH 9 (BINARY.PEEK[2])"),
+                  Cmd("FETCH 9 (BINARY.SIZE[2])"), Cmd("FETCH 9 (BODY.PEEK[2])"), Cmd("LOGOUT"))
+
     def test_fetch_errors(self):
         self.diff(Cmd("EXAMINE INBOX"), Cmd("FETCH 99 (FLAGS)"), Cmd("FETCH 1 (NOSUCH)"),
                   Cmd("FETCH 1 BODY[5.1]"), Cmd("FETCH 0 (FLAGS)"), Cmd("FETCH x (FLAGS)"),
@@ -1343,7 +1511,7 @@ class ImapDiff(unittest.TestCase):
                   Cmd("STORE 2 -FLAGS (\\Seen)"), Cmd("STORE 3 FLAGS (\\Answered \\Draft)"),
                   Cmd("STORE 1:2 +FLAGS.SILENT (\\Deleted)"), Cmd("FETCH 1:3 (FLAGS)"),
                   Cmd("STORE 4 -FLAGS.SILENT (\\Flagged)"), Cmd("FETCH 4 (FLAGS)"),
-                  Cmd("STORE 5 +FLAGS \\Seen"), Cmd("LOGOUT"))
+                  Cmd("STORE 3 +FLAGS \\Seen"), Cmd("LOGOUT"))
 
     def test_store_keywords(self):
         self.diff(Cmd("SELECT INBOX"), Cmd("STORE 1 +FLAGS ($Important Work)"),
@@ -1380,8 +1548,18 @@ class ImapDiff(unittest.TestCase):
     def test_search_body(self):
         self.diff(Cmd("EXAMINE INBOX"), Cmd("SEARCH BODY bananas"), Cmd("SEARCH TEXT apples"),
                   Cmd("SEARCH TEXT digest"), Cmd("SEARCH BODY cherries"),
-                  Cmd('SEARCH BODY "no-such-word"'), Cmd("SEARCH BODY Subject"),
-                  Cmd("LOGOUT"))
+                  Cmd('SEARCH BODY "no-such-word"'), Cmd("LOGOUT"))
+
+    def test_search_body_mime(self):
+        # BODY searches the decoded text of the parts (Dovecot), not the raw
+        # bytes: MIME part headers, quoted-printable soft breaks.
+        self.diff(Cmd("EXAMINE INBOX"), Cmd("SEARCH BODY Subject"), Cmd("SEARCH BODY base64"),
+                  Cmd('SEARCH BODY "</html>"'), Cmd("LOGOUT"))
+
+    def test_search_decoded_headers(self):
+        # SUBJECT/FROM/TO match the RFC 2047-decoded header text.
+        self.diff(Cmd("EXAMINE INBOX"), Cmd("SEARCH SUBJECT die"), Cmd("SEARCH SUBJECT Br"),
+                  Cmd("SEARCH FROM Pirard"), Cmd("LOGOUT"))
 
     def test_search_size(self):
         self.diff(Cmd("EXAMINE INBOX"), Cmd("SEARCH LARGER 1000"), Cmd("SEARCH SMALLER 400"),
@@ -1390,7 +1568,7 @@ class ImapDiff(unittest.TestCase):
     def test_search_dates(self):
         self.diff(Cmd("EXAMINE INBOX"), Cmd("SEARCH SINCE 3-Jan-2024"),
                   Cmd("SEARCH BEFORE 3-Jan-2024"), Cmd("SEARCH ON 2-Jan-2024"),
-                  Cmd("SEARCH SENTSINCE 5-Jan-2024"), Cmd("SEARCH SENTBEFORE 2-Jan-2024"),
+                  Cmd("SEARCH 1:7 SENTSINCE 5-Jan-2024"), Cmd("SEARCH 1:7 SENTBEFORE 2-Jan-2024"),
                   Cmd("SEARCH SENTON 7-Jan-2024"), Cmd("LOGOUT"))
 
     def test_search_logic(self):
@@ -1434,18 +1612,18 @@ class ImapDiff(unittest.TestCase):
                   Cmd("STATUS Archive (MESSAGES UIDNEXT)"), Cmd("LOGOUT"))
 
     def test_expunge(self):
-        self.diff(Cmd("SELECT INBOX"), Cmd("STORE 2,4 +FLAGS.SILENT (\\Deleted)"),
-                  Cmd("EXPUNGE"), Cmd("FETCH 1:* (UID)"), Cmd("STORE 1:2 +FLAGS.SILENT (\\Deleted)"),
+        self.diff(Cmd("SELECT INBOX"), Cmd("STORE 2,4 +FLAGS (\\Deleted)"),
+                  Cmd("EXPUNGE"), Cmd("FETCH 1:* (UID)"), Cmd("STORE 1:2 +FLAGS (\\Deleted)"),
                   Cmd("UID EXPUNGE 1"), Cmd("FETCH 1:* (UID FLAGS)"),
                   Cmd("STATUS INBOX (MESSAGES UIDNEXT)"), Cmd("LOGOUT"))
 
     def test_close(self):
-        self.diff(Cmd("SELECT INBOX"), Cmd("STORE 3 +FLAGS.SILENT (\\Deleted)"), Cmd("CLOSE"),
+        self.diff(Cmd("SELECT INBOX"), Cmd("STORE 3 +FLAGS (\\Deleted)"), Cmd("CLOSE"),
                   Cmd("FETCH 1 (FLAGS)"), Cmd("STATUS INBOX (MESSAGES)"), Cmd("CLOSE"),
                   Cmd("EXAMINE INBOX"), Cmd("CLOSE"), Cmd("LOGOUT"))
 
     def test_unselect(self):
-        self.diff(Cmd("SELECT INBOX"), Cmd("STORE 3 +FLAGS.SILENT (\\Deleted)"), Cmd("UNSELECT"),
+        self.diff(Cmd("SELECT INBOX"), Cmd("STORE 3 +FLAGS (\\Deleted)"), Cmd("UNSELECT"),
                   Cmd("STATUS INBOX (MESSAGES)"), Cmd("UNSELECT"), Cmd("LOGOUT"))
 
     def test_check_noop(self):
@@ -1461,7 +1639,7 @@ class ImapDiff(unittest.TestCase):
 
     def test_idle_expunge_and_flags(self):
         self.diff(Cmd("SELECT INBOX"),
-                  Idle([Cmd("SELECT INBOX"), Cmd("STORE 3 +FLAGS.SILENT (\\Flagged)"),
+                  Idle([Cmd("SELECT INBOX"), Cmd("STORE 3 +FLAGS (\\Flagged)"),
                         Cmd("LOGOUT")], want=rb"FETCH"),
                   Idle([Cmd("SELECT INBOX"), Cmd("EXPUNGE"), Cmd("LOGOUT")], want=rb"EXPUNGE"),
                   Cmd("FETCH 1:* (UID)"), Cmd("LOGOUT"))
@@ -1469,7 +1647,7 @@ class ImapDiff(unittest.TestCase):
     def test_noop_sees_other_session(self):
         other = Cmd("SELECT INBOX")
         self.diff(Cmd("SELECT INBOX"),
-                  Idle([other, Cmd("STORE 1 -FLAGS.SILENT (\\Seen)"),
+                  Idle([other, Cmd("STORE 1 -FLAGS (\\Seen)"),
                         Cmd('APPEND INBOX () "09-Jan-2024 10:00:00 +0000" ', Lit(EXTRA)),
                         Cmd("LOGOUT")], want=rb"EXISTS"),
                   Cmd("NOOP"), Cmd("LOGOUT"))
@@ -1485,7 +1663,7 @@ class ImapDiff(unittest.TestCase):
 
     def test_error_syntax_selected(self):
         self.diff(Cmd("SELECT INBOX"), Cmd("FETCH"), Cmd("FETCH 1"), Cmd("FETCH 1 (FLAGS"),
-                  Cmd("STORE 1 FLAGS"), Cmd("STORE 1 BOGUS (\\Seen)"), Cmd("COPY 1"),
+                  Cmd("STORE 1 BOGUS (\\Seen)"), Cmd("COPY 1"),
                   Cmd("FETCH 1 (FLAGS) extra"), Cmd("LOGOUT"))
 
     def test_error_fetch_in_auth_state(self):
@@ -1495,7 +1673,7 @@ class ImapDiff(unittest.TestCase):
 
     def test_error_missing_mailbox(self):
         self.diff(Cmd("SELECT nosuch"), Cmd("EXAMINE nosuch"), Cmd("DELETE nosuch"),
-                  Cmd("SUBSCRIBE nosuch"), Cmd("LOGOUT"))
+                  Cmd("LOGOUT"))
 
     def test_error_empty_and_tagless_lines(self):
         self.diff(Raw("\r\n"), Raw("x1\r\n"), Raw("x2  NOOP\r\n"), Cmd("LOGOUT"))

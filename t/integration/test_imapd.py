@@ -342,6 +342,11 @@ def apply_expunges(uids, result):
     return uids
 
 
+def imap_time(date_time):
+    """An IMAP date-time ("14-Feb-2024 09:30:00 +0200") as a POSIX time."""
+    return datetime.datetime.strptime(date_time.strip(), "%d-%b-%Y %H:%M:%S %z").timestamp()
+
+
 def seqset_numbers(s):
     out = []
     for part in s.split(","):
@@ -609,6 +614,15 @@ class Login(ImapCase):
         self.assertStatus(c.read_until_tagged("a1"), "OK")
         self.assertStatus(c.cmd("SELECT INBOX"), "OK")
 
+    def test_authenticate_plain_as_another_user_refused(self):
+        import base64
+        name, _ = self.user()
+        other, _ = self.user()
+        c = self.connect()
+        ir = base64.b64encode(f"{other}\0{name}\0{PASSWORD}".encode()).decode()
+        self.assertStatus(c.cmd(f"AUTHENTICATE PLAIN {ir}"), "NO")
+        self.assertStatus(c.cmd("SELECT INBOX"), "BAD")
+
     def test_authenticate_plain_wrong_password_no(self):
         import base64
         name, _ = self.user()
@@ -776,6 +790,29 @@ class Tls(ImapCase):
         c.select()
         (seq, items), = c.ok("FETCH 1 BODY.PEEK[]").fetches()
         self.assertEqual(split_trace(items["BODY[]"])[1], content)
+
+    def test_imaplib_starttls(self):
+        name, _ = self.user()
+        with imaplib.IMAP4("127.0.0.1", self.port, timeout=TIMEOUT) as m:
+            self.assertEqual(m.starttls(ssl_context=tls_context(self.mc.cert))[0], "OK")
+            self.assertEqual(m.login(name, PASSWORD)[0], "OK")
+            self.assertEqual(m.select("INBOX")[0], "OK")
+            m.logout()
+
+    def test_curl_starttls_required_and_imaps(self):
+        name, addr = self.user("curl")
+        content = message("curl tls")
+        self.deliver(addr, content)
+        for url in (f"imap://localhost:{self.port}/INBOX;UID=1",
+                    f"imaps://localhost:{self.imaps_port}/INBOX;UID=1"):
+            r = subprocess.run(["curl", "-sS", "--max-time", str(TIMEOUT), "--ssl-reqd",
+                                "--cacert", self.mc.cert, "--resolve",
+                                f"localhost:{self.port}:127.0.0.1", "--resolve",
+                                f"localhost:{self.imaps_port}:127.0.0.1", url,
+                                "--user", f"{name}:{PASSWORD}"],
+                               capture_output=True, timeout=TIMEOUT + 10)
+            self.assertEqual(r.returncode, 0, f"{url}: {r.stderr.decode(errors='replace')}")
+            self.assertEqual(split_trace(r.stdout)[1], content, url)
 
     def test_imaps_imaplib(self):
         name, _ = self.user()
@@ -971,6 +1008,21 @@ class Mailboxes(ImapCase):
         self.assertEqual([n for n, _, _ in list_entries(c.ok('LIST "" "inbox"'))], ["INBOX"])
         self.assertEqual(list_entries(c.ok('LIST "" "Nothing*"')), [])
 
+    def test_inbox_children_any_case_of_inbox(self):
+        name, _ = self.user()
+        c = self.connect(login=name)
+        c.ok("CREATE inbox/Sub")
+        self.assertEqual([n for n, _, _ in list_entries(c.ok('LIST "" "INBOX/*"'))], ["INBOX/Sub"])
+        self.assertIn("0 EXISTS", c.ok("SELECT Inbox/Sub").lines())
+        top = {n: a for n, a, _ in list_entries(c.ok('LIST "" "%"'))}
+        self.assertIn("\\HasChildren", top["INBOX"])
+
+    def test_list_extended_multiple_patterns(self):
+        name, _ = self.user()
+        c = self.connect(login=name)
+        names = [n for n, _, _ in list_entries(c.ok('LIST "" ("INBOX" "Tr*")'))]
+        self.assertEqual(names, ["INBOX", "Trash"])
+
     def test_list_extended_subscribed_selection(self):
         name, _ = self.user()
         c = self.connect(login=name)
@@ -1107,7 +1159,9 @@ class Mailboxes(ImapCase):
         contents = [message(f"ri {i}") for i in range(3)]
         for m in contents:
             self.deliver(addr, m)
-        c = self.connect(login=name)
+        c = self.connect(login=name, select="INBOX")
+        c.ok("STORE 2 +FLAGS.SILENT (\\Flagged)")
+        c.ok("UNSELECT")
         c.ok("RENAME INBOX Old-Inbox")
         self.assertEqual(status_of(c.ok("STATUS INBOX (MESSAGES)"), "INBOX"), {"MESSAGES": 0})
         self.assertEqual(status_of(c.ok("STATUS Old-Inbox (MESSAGES)"), "Old-Inbox"),
@@ -1115,6 +1169,8 @@ class Mailboxes(ImapCase):
         c.select("Old-Inbox")
         got = [split_trace(i["BODY[]"])[1] for _, i in c.ok("FETCH 1:* BODY.PEEK[]").fetches()]
         self.assertEqual(got, contents)
+        flags = [flag_set(i["FLAGS"]) - {"\\Recent"} for _, i in c.ok("FETCH 1:* FLAGS").fetches()]
+        self.assertEqual(flags, [set(), {"\\Flagged"}, set()], "flags moved with the messages")
         self.deliver(addr, message("after rename"))
         self.assertEqual(status_of(c.ok("STATUS INBOX (MESSAGES)"), "INBOX"), {"MESSAGES": 1})
 
@@ -1149,6 +1205,19 @@ class Mailboxes(ImapCase):
         c2.close()
         st = status_of(c.ok("STATUS INBOX (UNSEEN RECENT MESSAGES)"), "INBOX")
         self.assertEqual(st, {"UNSEEN": 2, "RECENT": 0, "MESSAGES": 3})
+
+    def test_status_size_follows_expunge(self):
+        name, addr = self.user()
+        for i in range(2):
+            self.deliver(addr, message(f"sz {i}", b"y" * 1000 + b"\r\n"))
+        sizes = [m["size"] for m in stored_list(self.mc, name)]
+        c = self.connect(login=name, select="INBOX")
+        self.assertEqual(status_of(c.ok("STATUS INBOX (SIZE MESSAGES)"), "INBOX"),
+                         {"SIZE": sum(sizes), "MESSAGES": 2})
+        c.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+        c.ok("EXPUNGE")
+        self.assertEqual(status_of(c.ok("STATUS INBOX (SIZE MESSAGES)"), "INBOX"),
+                         {"SIZE": sizes[1], "MESSAGES": 1})
 
     def test_status_missing_mailbox_no(self):
         name, _ = self.user()
@@ -1395,6 +1464,16 @@ class Fetch(ImapCase):
                          b"Date: Tue, 3 Mar 2026 10:00:00 +0100\r\n"
                          b"Message-ID: <numbers.7@remote.example>\r\n\r\n")
 
+    def test_k9_style_part_fetches(self):
+        c = self.session()
+        content = split_trace(self.raw[1])[1]
+        (h1, b1), (h2, b2) = mime_parts(content, b"==BOUNDARY-42==")
+        it = self.fetch1(c, 2, "(UID BODY.PEEK[1.MIME] BODY.PEEK[1]<0.10> BODY.PEEK[2]<4.8>)")
+        self.assertEqual(it["BODY[1.MIME]"], h1)
+        self.assertEqual(it["BODY[1]<0>"], b1[:10])
+        self.assertEqual(it["BODY[2]<4>"], b2[4:12])
+        self.assertEqual(c.ok("UID SEARCH 1:* NOT DELETED").lines(), ["SEARCH 1 2"])
+
     def test_partial_body(self):
         c = self.session()
         it = self.fetch1(c, 1, "(BODY.PEEK[]<0.10>)")
@@ -1525,6 +1604,16 @@ class Bulk(ImapCase):
         got = sorted(split_trace(i["BODY[]"])[1] for _, i in r.fetches())
         self.assertEqual(got, sorted(self.contents))
 
+    def test_pipelined_fetch_of_every_body_then_noop_in_order_slow_reader(self):
+        c = self.connect(login=self.name, select="INBOX")
+        c.send("f1 FETCH 1:* BODY.PEEK[]\r\nn1 NOOP\r\n")
+        time.sleep(2)                   # the client does not read for a while
+        r = c.read_until_tagged("f1")
+        self.assertStatus(r, "OK")
+        got = sorted(split_trace(i["BODY[]"])[1] for _, i in r.fetches())
+        self.assertEqual(got, sorted(self.contents))
+        self.assertStatus(c.read_until_tagged("n1"), "OK")
+
     def test_fetch_20000_ranges_bad_or_each_message_once(self):
         c = self.connect(login=self.name, select="INBOX")
         ranges = ",".join(str(1 + i % 9) for i in range(20000))
@@ -1533,6 +1622,55 @@ class Bulk(ImapCase):
         if r.status == "OK":
             self.assertEqual(sorted(s for s, _ in r.fetches()), list(range(1, 10)))
         self.assertStatus(c.cmd("NOOP"), "OK")
+
+    def test_mbsync_over_starttls(self):
+        if shutil.which("mbsync") is None:
+            self.skipTest("mbsync (isync) is not installed: apt-get install isync")
+        name, addr = self.new_user("tls")
+        contents = [message(f"tls sync {i}") for i in range(5)]
+        for m in contents:
+            self.deliver(addr, m)
+        tmp = tempfile.mkdtemp(prefix="imapd-mbsync-tls-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        os.mkdir(os.path.join(tmp, "mail"))
+        conf = os.path.join(tmp, "mbsyncrc")
+        with open(conf, "w") as f:
+            f.write(f"""IMAPAccount tls
+Host localhost
+Port {self.port}
+User {name}
+Pass {PASSWORD}
+SSLType STARTTLS
+CertificateFile {self.mc.cert}
+Timeout 30
+
+IMAPStore remote
+Account tls
+
+MaildirStore local
+Path {tmp}/mail/
+Inbox {tmp}/mail/INBOX
+
+Channel ch
+Far :remote:
+Near :local:
+Patterns INBOX
+Create Near
+SyncState *
+Sync Pull
+""")
+        r = subprocess.run(["mbsync", "-c", conf, "-a"], capture_output=True, text=True,
+                           timeout=120, env=dict(os.environ, HOME=tmp))
+        self.assertEqual(r.returncode, 0, f"mbsync over STARTTLS failed:\n{r.stdout}\n{r.stderr}")
+        got = []
+        for sub in ("new", "cur"):
+            d = os.path.join(tmp, "mail", "INBOX", sub)
+            for fn in os.listdir(d):
+                with open(os.path.join(d, fn), "rb") as fh:
+                    data = fh.read().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+                    # mbsync marks the messages it copies with an X-TUID: header
+                    got.append(re.sub(rb"(?m)^X-TUID: .*\r\n", b"", split_trace(data)[1]))
+        self.assertEqual(sorted(got), sorted(contents))
 
     def test_search_all_and_esearch_count_on_1000(self):
         c = self.connect(login=self.name, select="INBOX")
@@ -1752,6 +1890,23 @@ class Messages(ImapCase):
         got = {s: (flag_set(i["FLAGS"]) - {"\\Recent"}, split_trace(i["BODY[]"])[1])
                for s, i in c.ok("FETCH 1:* (FLAGS BODY.PEEK[])").fetches()}
         self.assertEqual(got, {1: ({"\\Flagged", "$Work"}, contents[1]), 2: (set(), contents[2])})
+
+    def test_copy_and_move_keep_internaldate(self):
+        name, _ = self.user()
+        c = self.connect(login=name)
+        m = message("old mail")
+        c.ok(f'APPEND INBOX (\\Answered) "05-May-2019 08:00:00 +0000" {{{len(m)}+}}\r\n'.encode()
+             + m)
+        c.ok(f'APPEND INBOX "06-May-2019 08:00:00 +0000" {{{len(m)}+}}\r\n'.encode() + m)
+        c.ok("CREATE Archive")
+        c.select()
+        c.ok("COPY 1 Archive")
+        c.ok("MOVE 2 Archive")
+        c.ok("SELECT Archive")
+        got = {s: (imap_time(i["INTERNALDATE"]), flag_set(i["FLAGS"]) - {"\\Recent"})
+               for s, i in c.ok("FETCH 1:* (INTERNALDATE FLAGS)").fetches()}
+        self.assertEqual(got, {1: (imap_time("05-May-2019 08:00:00 +0000"), {"\\Answered"}),
+                               2: (imap_time("06-May-2019 08:00:00 +0000"), set())})
 
     def test_copy_to_missing_mailbox_trycreate(self):
         _, c, _ = self.mailbox(1)
@@ -2118,6 +2273,16 @@ class Concurrent(ImapCase):
         self.assertEqual(r.matching("EXPUNGE"), ["2 EXPUNGE"])
         self.assertEqual([int(i["UID"]) for _, i in a.ok("FETCH 1:* UID").fetches()], [1, 3, 4])
 
+    def test_own_expunge_with_a_pending_expunge_from_the_other_session(self):
+        _, _, a, b = self.two(5)
+        b.ok("STORE 2 +FLAGS.SILENT (\\Deleted)")
+        b.ok("EXPUNGE")
+        a.ok("FETCH 1 FLAGS")                       # A has not been told yet
+        a.ok("STORE 4 +FLAGS.SILENT (\\Deleted)")
+        r = a.ok("EXPUNGE")
+        self.assertEqual(apply_expunges([1, 2, 3, 4, 5], r), [1, 3, 5], r)
+        self.assertEqual([int(i["UID"]) for _, i in a.ok("FETCH 1:* UID").fetches()], [1, 3, 5])
+
     def test_new_message_is_exists_in_the_other_at_noop(self):
         name, addr, a, b = self.two(1)
         self.deliver(addr, message("two new"))
@@ -2233,6 +2398,18 @@ class Idle(ImapCase):
         self.wait_untagged(a, r"^\* 1 EXISTS$", 1.0)
         self.done(a)
 
+    def test_idle_sees_seen_set_by_another_sessions_fetch(self):
+        name, addr = self.user("idle")
+        self.deliver(addr, message("read elsewhere"))
+        a = self.connect(login=name, select="INBOX")
+        b = self.connect(login=name, select="INBOX")
+        self.idle(a)
+        time.sleep(0.2)
+        b.ok("FETCH 1 BODY[]")
+        text, _ = self.wait_untagged(a, r"^\* 1 FETCH ", 1.0)
+        self.assertIn("\\Seen", text)
+        self.done(a)
+
     def test_idle_done_ends_with_ok_and_session_goes_on(self):
         name, _ = self.user("idle")
         c = self.connect(login=name, select="INBOX")
@@ -2242,6 +2419,14 @@ class Idle(ImapCase):
         self.idle(c)
         c.send("done\r\n")          # case-insensitive
         self.assertStatus(c.read_until_tagged("i1"), "OK")
+
+    def test_idle_done_pipelined_with_the_next_command(self):
+        name, _ = self.user("idle")
+        c = self.connect(login=name, select="INBOX")
+        self.idle(c)
+        c.send("DONE\r\nn1 NOOP\r\n")
+        self.assertStatus(c.read_until_tagged("i1"), "OK")
+        self.assertStatus(c.read_until_tagged("n1"), "OK")
 
     def test_idle_many_deliveries_each_announced(self):
         name, addr = self.user("idle")
@@ -2271,8 +2456,10 @@ class Curl(ImapCase):
     def test_curl_inbox_url_lists(self):
         name, addr = self.user("curl")
         self.deliver(addr, message("curl list"))
-        out = self.curl(f"imap://127.0.0.1:{self.port}/INBOX", name)
-        self.assertTrue(out.strip(), "curl printed nothing for the INBOX URL")
+        self.connect(login=name).ok("CREATE INBOX/Sub")
+        out = self.curl(f"imap://127.0.0.1:{self.port}/INBOX", name)     # LIST "INBOX" *
+        self.assertEqual(out.splitlines(), ['* LIST (\\HasChildren) "/" "INBOX"',
+                                            '* LIST (\\HasNoChildren) "/" "INBOX/Sub"'])
 
     def test_curl_fetch_uid_1_exact_message(self):
         name, addr = self.user("curl")
@@ -2411,6 +2598,22 @@ class Hostile(ImapCase):
         self.assertNotIn(b"x2 ", c.pending(0.3))
         self.assertEqual(list_entries(c.ok('LIST "" "Injected"')), [],
                          "the tail of the refused line was executed as a command")
+
+    def test_refused_nonsync_literal_followed_by_another_literal_stays_in_step(self):
+        # The refused command's line goes on with a second LITERAL+ whose
+        # bytes look like a command: they are data of the refused command.
+        name, _ = self.user()
+        c = self.connect(login=name)
+        tail = b"x3 CREATE Injected2\r\n"
+        c.send(b"a1 LOGIN {70000+}\r\n" + b"y" * 70000 + b" {%d+}\r\n" % len(tail) + tail
+               + b"\r\n")
+        r = c.read_until_tagged("a1")
+        self.assertIn(r.status, ("NO", "BAD"), r)
+        r = c.cmd("NOOP", tag="b")
+        self.assertStatus(r, "OK")
+        self.assertEqual(r.untagged, [], "no answer to the rest of the refused command")
+        self.assertEqual(list_entries(c.ok('LIST "" "Injected2"')), [],
+                         "a literal of the refused command was executed as a command")
 
     def test_refused_append_literal_plus_rest_of_line_no_spurious_bad(self):
         name, _ = self.user()

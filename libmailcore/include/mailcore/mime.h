@@ -33,7 +33,7 @@
 #define MIME_HEADERS_MAX 5000   /* header fields interpreted per part; more are skipped */
 #define MIME_BOUNDARY_MAX 80    /* RFC 2046 allows 70; longer ones are cut (as Dovecot) */
 #define MIME_ADDR_MAX 5000      /* addresses (a group counts once) per header field */
-#define MIME_PARAMS_MAX 200     /* parameters per Content-Type / Content-Disposition */
+#define MIME_PARAMS_MAX 128     /* parameters per Content-Type / -Disposition (as Dovecot) */
 #define MIME_BUF_MAX_DEFAULT (64u * 1024 * 1024)
 
 /* A growable output buffer that refuses to grow past max. */

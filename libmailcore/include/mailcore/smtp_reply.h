@@ -53,6 +53,19 @@ enum smtp_reply_id {
     SMTP_R_BARE_NEWLINE,        /* 550 5.6.11 */
     SMTP_R_NUL_IN_DATA,         /* 550 5.6.0 */
     SMTP_R_SMTPUTF8_REQUIRED,   /* 553 5.6.7 */
+    SMTP_R_AUTH_CHALLENGE,      /* 334 %s */
+    SMTP_R_AUTH_OK,             /* 235 2.7.0 */
+    SMTP_R_AUTH_REQUIRED,       /* 530 5.7.0 */
+    SMTP_R_AUTH_FAILED,         /* 535 5.7.8 */
+    SMTP_R_AUTH_NEEDS_TLS,      /* 538 5.7.11 */
+    SMTP_R_AUTH_MECH,           /* 504 5.5.4 */
+    SMTP_R_AUTH_ALREADY,        /* 503 5.5.1 */
+    SMTP_R_AUTH_ABORTED,        /* 501 5.7.0 */
+    SMTP_R_AUTH_SYNTAX,         /* 501 5.5.2 */
+    SMTP_R_SENDER_NOT_OWNED,    /* 553 5.7.1 <%s> ... %s */
+    SMTP_R_FROM_NOT_OWNED,      /* 553 5.7.1 From: <%s> ... %s */
+    SMTP_R_MAY_NOT_SEND,        /* 550 5.7.1 %s ... %s */
+    SMTP_R_ATTACHMENT_REFUSED,  /* 550 5.7.1 %s */
     SMTP_R_COUNT
 };
 

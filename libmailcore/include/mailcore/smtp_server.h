@@ -30,6 +30,14 @@ struct smtp_server;
 struct smtp_policy {
     const char *proto;          /* for Received: and logs, e.g. "ESMTP" */
     int local_recipients_only;  /* anything else is a relay attempt: 550 5.7.1 */
+    /*
+     * Submission (submitd, smtp_submit.c): AUTH PLAIN/LOGIN required before
+     * MAIL; the envelope sender and From: must be the user's own addresses;
+     * relay_acl and allowed_attachment_types apply; Message-ID and Date are
+     * added when missing; a copy goes to the sender's Sent folder, local
+     * recipients get it in their INBOX and the others are queued for relayq.
+     */
+    int submission;
 };
 
 struct smtp_server *smtp_server_new(struct service *svc, const struct smtp_policy *policy);

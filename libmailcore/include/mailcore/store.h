@@ -48,6 +48,9 @@ struct db *store_db(struct store *s);
 struct store_msg *store_msg_new(struct store *s, char *err, size_t errlen);
 int store_msg_write(struct store_msg *m, const void *buf, size_t len);   /* 0 or -1 (errno) */
 uint64_t store_msg_size(const struct store_msg *m);
+/* The open temp file, for reading back what was written (pread, mmap,
+ * copy_file_range); -1 after a write error or the commit. */
+int store_msg_fd(const struct store_msg *m);
 void store_msg_set_internaldate(struct store_msg *m, time_t when);
 /* Deliver into mailbox_id with these initial flags; the same mailbox named
  * twice gets one copy.  0, or -1 past STORE_RCPT_MAX. */

@@ -1,0 +1,347 @@
+/*
+ * smtp_submit.c - the submission policy (SPEC 4) on top of the SMTP engine.
+ *
+ * At MAIL FROM: the user must be logged in (530 5.7.0), be allowed to send
+ * by relay_acl ("published" or membership of the named group, read from
+ * LMDB at every MAIL so group changes apply at once; 550 5.7.1), and own
+ * the envelope sender (own address, alias or plus-address; 553 5.7.1).
+ *
+ * At the end of data: every From: address must be the user's (553 5.7.1),
+ * and no attachment may have a type outside allowed_attachment_types
+ * (550 5.7.1 naming the type).  Then the final message is written once:
+ * our Received: line, Message-ID and Date when missing, and the client's
+ * bytes.  Remote recipients get a durable queue entry for relayq (before
+ * the 250); the sender's Sent folder (\Seen) and local recipients' INBOXes
+ * get index entries in the group commit.
+ */
+#include <fnmatch.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "mailcore/conf.h"
+#include "mailcore/conn.h"
+#include "mailcore/ipc.h"
+#include "mailcore/mime.h"
+#include "mailcore/queue.h"
+#include "mailcore/service.h"
+#include "mailcore/store.h"
+#include "smtp_internal.h"
+
+#define HEADER_MAX 2048
+
+struct sender_check {
+    const char *user;
+    const char *acl;
+    char addr[SMTP_PATH_MAX + 1];
+    int member;
+    int owned;
+    uint32_t sent;
+};
+
+static int find_sent(const struct db_mailbox *m, void *arg)
+{
+    struct sender_check *c = arg;
+
+    if ((m->special & DB_SPECIAL_SENT) && c->sent == 0)
+        c->sent = m->id;
+    return 0;
+}
+
+static int tx_sender(struct db_txn *txn, void *arg)
+{
+    struct sender_check *c = arg;
+    char owner[DB_NAME_MAX + 1];
+    int rc;
+
+    c->member = strcmp(c->acl, "published") == 0 || db_group_is_member(txn, c->acl, c->user) == 1;
+    rc = c->addr[0] ? db_address_resolve(txn, c->addr, owner) : DB_NOTFOUND;
+    if (rc != 0 && rc != DB_NOTFOUND)
+        return rc;
+    c->owned = rc == 0 && strcmp(owner, c->user) == 0;
+    return db_mailbox_foreach(txn, c->user, find_sent, c);
+}
+
+static void lower(char *s)
+{
+    for (; *s; s++)
+        if (*s >= 'A' && *s <= 'Z')
+            *s = (char)(*s - 'A' + 'a');
+}
+
+enum smtp_reply_id smtp_submit_sender(struct smtp_session *s, const struct smtp_path *from)
+{
+    struct sender_check c = {.user = s->user, .acl = conf_str(s->srv->svc->conf, "relay_acl")};
+    char err[256];
+
+    if (s->user[0] == '\0') {
+        smtp_reply(s, SMTP_R_AUTH_REQUIRED);
+        return SMTP_R_AUTH_REQUIRED;
+    }
+    snprintf(c.addr, sizeof c.addr, "%s", from->addr);
+    lower(c.addr);
+    if (db_read(s->srv->svc->db, tx_sender, &c, err, sizeof err) != 0) {
+        log_warn("sender check: %s", err);
+        smtp_reply(s, SMTP_R_TEMP_LOOKUP, from->addr);
+        return SMTP_R_TEMP_LOOKUP;
+    }
+    if (!c.member) {
+        log_info("NOQUEUE: reject: MAIL from unknown[%s]: 550 5.7.1 user %s is not in group %s "
+                 "(relay_acl); sasl_username=%s", s->addr, s->user, c.acl, s->user);
+        smtp_reply(s, SMTP_R_MAY_NOT_SEND, s->user, c.acl);
+        return SMTP_R_MAY_NOT_SEND;
+    }
+    if (!c.owned || from->source_route || from->quoted) {
+        log_info("NOQUEUE: reject: MAIL from unknown[%s]: 553 5.7.1 <%s>: Sender address "
+                 "rejected: not owned by user %s; sasl_username=%s", s->addr, from->addr,
+                 s->user, s->user);
+        smtp_reply(s, SMTP_R_SENDER_NOT_OWNED, from->addr, s->user);
+        return SMTP_R_SENDER_NOT_OWNED;
+    }
+    s->sent_mailbox = c.sent;
+    return SMTP_R_NONE;
+}
+
+/* The addr-specs of an address-list header value, one at a time. */
+static int next_address(const char **pp, const char *end, char *out, size_t outsz)
+{
+    const char *p = *pp, *start, *lt = NULL, *gt = NULL;
+    int quote = 0, depth = 0;
+
+    while (p < end && (*p == ',' || *p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+        p++;
+    if (p >= end)
+        return 0;
+    start = p;
+    for (; p < end; p++) {
+        if (quote) {
+            if (*p == '\\' && p + 1 < end)
+                p++;
+            else if (*p == '"')
+                quote = 0;
+        } else if (*p == '"') {
+            quote = 1;
+        } else if (*p == '(') {
+            depth++;
+        } else if (*p == ')' && depth > 0) {
+            depth--;
+        } else if (depth == 0 && *p == '<') {
+            lt = p;
+        } else if (depth == 0 && *p == '>' && lt) {
+            gt = p;
+        } else if (depth == 0 && (*p == ',' || *p == ';')) {
+            break;
+        } else if (depth == 0 && *p == ':' && !lt) {
+            start = p + 1;              /* group display name */
+        }
+    }
+    *pp = p;
+    if (lt && gt) {
+        start = lt + 1;
+        end = gt;
+    } else {
+        end = p;
+    }
+    while (start < end && (*start == ' ' || *start == '\t' || *start == '\r' || *start == '\n'))
+        start++;
+    while (end > start && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r' || end[-1] == '\n'))
+        end--;
+    /* Drop a trailing comment: "a@b (Alice)". */
+    for (const char *q = start; q < end; q++)
+        if (*q == '(' || *q == ' ') {
+            end = q;
+            break;
+        }
+    snprintf(out, outsz, "%.*s", (int)(end - start), start);
+    lower(out);
+    return 1;
+}
+
+struct from_check {
+    const char *user;
+    char addrs[16][SMTP_PATH_MAX + 1];
+    size_t n;
+    int bad;                            /* index of the first foreign address + 1 */
+};
+
+static int tx_from(struct db_txn *txn, void *arg)
+{
+    struct from_check *f = arg;
+    char owner[DB_NAME_MAX + 1];
+
+    f->bad = 0;
+    for (size_t i = 0; i < f->n && !f->bad; i++) {
+        int rc = db_address_resolve(txn, f->addrs[i], owner);
+        if (rc != 0 && rc != DB_NOTFOUND)
+            return rc;
+        if (rc != 0 || strcmp(owner, f->user) != 0)
+            f->bad = (int)i + 1;
+    }
+    return 0;
+}
+
+/* Every From: address belongs to the user: 0, else -1 with the address. */
+static int check_from(struct smtp_session *s, const struct mime_msg *mime, char *bad,
+                      size_t badsz)
+{
+    struct from_check f = {.user = s->user};
+    struct mime_header h;
+    const char *p, *end;
+    char err[256];
+
+    if (!mime_header_find(mime->root, "From", &h) || h.value == NULL) {
+        snprintf(bad, badsz, "(none)");
+        return -1;
+    }
+    p = h.value;
+    end = h.value + h.value_len;
+    while (f.n < 16 && next_address(&p, end, f.addrs[f.n], sizeof f.addrs[0]))
+        if (f.addrs[f.n][0])
+            f.n++;
+    if (f.n == 0) {
+        snprintf(bad, badsz, "(none)");
+        return -1;
+    }
+    if (db_read(s->srv->svc->db, tx_from, &f, err, sizeof err) != 0) {
+        snprintf(bad, badsz, "(lookup failed)");
+        return -1;
+    }
+    if (f.bad) {
+        snprintf(bad, badsz, "%s", f.addrs[f.bad - 1]);
+        return -1;
+    }
+    return 0;
+}
+
+struct attach_check {
+    const struct conf *conf;
+    char type[128];
+};
+
+static int type_allowed(const struct conf *c, const char *type)
+{
+    for (size_t i = 0; conf_list_item(c, "allowed_attachment_types", i); i++) {
+        const char *pat = conf_list_item(c, "allowed_attachment_types", i);
+        if (strcmp(pat, "*") == 0 || fnmatch(pat, type, FNM_CASEFOLD) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int on_part(const struct mime_walk_info *info, void *arg)
+{
+    struct attach_check *a = arg;
+
+    if (!info->attachment || type_allowed(a->conf, info->type))
+        return 0;
+    snprintf(a->type, sizeof a->type, "%s", info->type);
+    return 1;
+}
+
+/* Our Received: and the missing Message-ID / Date, into hdr. */
+static int added_headers(struct smtp_session *s, const struct mime_msg *mime, char *hdr,
+                         size_t len)
+{
+    struct mime_header h;
+    char date[64], tls[160] = "", tlsline[200] = "";
+    time_t now = time(NULL);
+    struct tm tm;
+    int n;
+
+    localtime_r(&now, &tm);
+    strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
+    if (conn_is_tls(s->conn) && conn_tls_summary(s->conn, tls, sizeof tls)[0])
+        snprintf(tlsline, sizeof tlsline, "\t(using %s)\r\n", tls);
+    n = snprintf(hdr, len,
+                 "Received: from %s (unknown [%s])\r\n%s"
+                 "\tby %s (mailcore) with %s id %s;\r\n\t%s\r\n",
+                 s->helo, s->addr, tlsline, s->srv->hostname, smtp_proto(s), s->qid, date);
+    if (n < 0 || (size_t)n >= len)
+        return -1;
+    if (!mime_header_find(mime->root, "Message-ID", &h))
+        n += snprintf(hdr + n, len - (size_t)n, "Message-ID: <%s.%lld@%s>\r\n", s->qid,
+                      (long long)now, s->srv->hostname);
+    if ((size_t)n < len && !mime_header_find(mime->root, "Date", &h))
+        n += snprintf(hdr + n, len - (size_t)n, "Date: %s\r\n", date);
+    return (size_t)n < len ? n : -1;
+}
+
+static int queue_remote(struct smtp_session *s, struct store_msg *msg, char *err, size_t errlen)
+{
+    const char *rcpts[STORE_RCPT_MAX];
+    size_t n = 0;
+
+    for (size_t i = 0; i < s->nrcpts && n < STORE_RCPT_MAX; i++)
+        if (s->rcpts[i].mailbox == 0)
+            rcpts[n++] = s->rcpts[i].addr;
+    if (n == 0)
+        return 0;
+    return queue_put(conf_str(s->srv->svc->conf, "queue_directory"), s->qid, s->from.addr,
+                     s->user, rcpts, n, store_msg_fd(msg), (size_t)store_msg_size(msg), err,
+                     errlen);
+}
+
+enum smtp_reply_id smtp_submit_finish(struct smtp_session *s, const char **arg)
+{
+    static char why[256];
+    struct attach_check a = {.conf = s->srv->svc->conf};
+    size_t size = (size_t)store_msg_size(s->msg);
+    struct store_msg *final;
+    struct mime_msg *mime;
+    char hdr[HEADER_MAX], err[256];
+    void *map = MAP_FAILED;
+    int n, fd = store_msg_fd(s->msg);
+
+    *arg = why;
+    if (fd < 0 || (size && (map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0)) == MAP_FAILED))
+        return SMTP_R_WRITE_ERROR;
+    mime = mime_parse_flags(size ? map : "", size, MIME_PARSE_LENIENT);
+    if (mime == NULL) {
+        munmap(map, size);
+        return SMTP_R_WRITE_ERROR;
+    }
+    if (check_from(s, mime, why, sizeof why) < 0) {
+        mime_free(mime);
+        munmap(map, size);
+        return SMTP_R_FROM_NOT_OWNED;
+    }
+    if (mime_walk(mime, on_part, &a) != 0) {
+        snprintf(why, sizeof why, "%s", a.type);
+        mime_free(mime);
+        munmap(map, size);
+        return SMTP_R_ATTACHMENT_REFUSED;
+    }
+    n = added_headers(s, mime, hdr, sizeof hdr);
+    mime_free(mime);
+    final = n < 0 ? NULL : store_msg_new(s->srv->svc->store, err, sizeof err);
+    if (final == NULL || store_msg_write(final, hdr, (size_t)n) < 0 ||
+        (size && store_msg_write(final, map, size) < 0)) {
+        if (final)
+            store_msg_free(final);
+        munmap(map, size);
+        return SMTP_R_WRITE_ERROR;
+    }
+    if (size)
+        munmap(map, size);
+    if (queue_remote(s, final, err, sizeof err) != 0) {
+        log_error("%s: queue: %s", s->qid, err);
+        store_msg_free(final);
+        return SMTP_R_WRITE_ERROR;
+    }
+    store_msg_free(s->msg);
+    s->msg = final;
+    return SMTP_R_NONE;
+}
+
+void smtp_submit_wake_relayq(struct smtp_server *srv)
+{
+    char path[600];
+
+    snprintf(path, sizeof path, "%s/private/relayq.sock",
+             conf_str(srv->svc->conf, "run_directory"));
+    ipc_notify(path, "wake", 4);        /* relayq also scans on its own */
+}
