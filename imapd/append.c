@@ -50,25 +50,6 @@ static int tx_mb(struct db_txn *txn, void *arg)
     return db_mailbox_get(txn, g->user, g->name, g->mb);
 }
 
-/* Refuse the pending literal: at once when the client waits for "+",
- * else after reading (and dropping) it. */
-static void refuse(struct imap_session *s, const char *text)
-{
-    const char *tag = imap_parser_tag(s->parser);
-
-    snprintf(s->tag, sizeof s->tag, "%s", tag ? tag : "*");
-    if (imap_parser_literal_sync(s->parser)) {
-        imap_tagged(s, "NO", "%s", text);
-        imap_parser_reset(s->parser);
-        s->tag[0] = '\0';
-        s->input = IN_LINE;
-        return;
-    }
-    s->discard_left = imap_parser_literal_size(s->parser);
-    s->discard_text = text;
-    s->input = IN_DISCARD;
-}
-
 int append_begin(struct imap_session *s)
 {
     size_t nargs;
@@ -86,13 +67,13 @@ int append_begin(struct imap_session *s)
     j->date = time(NULL);
     if (imap_mailbox_arg(s, &args[0], name, sizeof name) < 0) {
         free(j);
-        refuse(s, "[CANNOT] Invalid mailbox name");
+        imap_refuse_literal(s, "[CANNOT] Invalid mailbox name");
         return 0;
     }
     if (i < nargs && args[i].type == IMAP_ARG_LIST) {
         if (imap_flags_parse(&args[i], &j->flags) < 0) {
             free(j);
-            refuse(s, "[CANNOT] Invalid flags");
+            imap_refuse_literal(s, "[CANNOT] Invalid flags");
             return 0;
         }
         i++;
@@ -101,27 +82,27 @@ int append_begin(struct imap_session *s)
         if ((args[i].type != IMAP_ARG_STRING && args[i].type != IMAP_ARG_ATOM) ||
             imap_datetime_parse(args[i].s, args[i].len, &j->date) < 0) {
             free(j);
-            refuse(s, "[CANNOT] Invalid date-time");
+            imap_refuse_literal(s, "[CANNOT] Invalid date-time");
             return 0;
         }
         i++;
     }
     if (size > conf_uint(s->srv->svc->conf, "message_size_limit")) {
         free(j);
-        refuse(s, "[TOOBIG] Message is larger than APPENDLIMIT");
+        imap_refuse_literal(s, "[TOOBIG] Message is larger than APPENDLIMIT");
         return 0;
     }
     g = (struct mb_get){s->user, name, &j->mb};
     if (db_read(s->srv->svc->db, tx_mb, &g, err, sizeof err) != 0) {
         free(j);
-        refuse(s, "[TRYCREATE] Mailbox doesn't exist");
+        imap_refuse_literal(s, "[TRYCREATE] Mailbox doesn't exist");
         return 0;
     }
     j->msg = store_msg_new(s->srv->svc->store, err, sizeof err);
     if (j->msg == NULL) {
         free(j);
         log_error("APPEND: %s", err);
-        refuse(s, "[SERVERBUG] Cannot store the message");
+        imap_refuse_literal(s, "[SERVERBUG] Cannot store the message");
         return 0;
     }
     j->left = size;

@@ -277,10 +277,8 @@ void cmd_enable(struct imap_session *s, int uid, const struct imap_arg *args, si
             if (s->view)
                 s->view->rev2 = 1;
             strncat(enabled, " IMAP4rev2", sizeof enabled - strlen(enabled) - 1);
-        } else if (strcasecmp(args[i].s, "UTF8=ACCEPT") == 0 && !s->utf8) {
-            s->utf8 = 1;
-            strncat(enabled, " UTF8=ACCEPT", sizeof enabled - strlen(enabled) - 1);
         }
+        /* UTF8=ACCEPT is not advertised, so it is not enabled either. */
     }
     imap_untagged(s, "ENABLED%s", enabled);
     imap_tagged(s, "OK", "Enabled");

@@ -38,8 +38,8 @@ int imap_mailbox_arg(struct imap_session *s, const struct imap_arg *a, char *out
     len = strlen(out);
     while (len > 1 && out[len - 1] == '/')
         out[--len] = '\0';                  /* "Lists/" means "Lists" */
-    if (strcasecmp(out, "INBOX") == 0)
-        memcpy(out, "INBOX", 6);
+    if (strncasecmp(out, "INBOX", 5) == 0 && (out[5] == '\0' || out[5] == '/'))
+        memcpy(out, "INBOX", 5);        /* INBOX is case-insensitive, also as a parent */
     return imap_mailbox_name_valid(out, len, s->utf8) == 0 ? 0 : -1;
 }
 

@@ -324,24 +324,53 @@ struct expunge_op {
     size_t count;
 };
 
+struct deleted_scan {
+    const struct imap_seqset *only;
+    uint32_t max;
+    uint32_t *uids;
+    size_t n, cap;
+};
+
+static int find_deleted(const struct db_message *m, void *arg)
+{
+    struct deleted_scan *d = arg;
+
+    if (!(m->flags & DB_FLAG_DELETED) || (d->only && !imap_seqset_contains(d->only, m->uid, d->max)))
+        return 0;
+    if (d->n == d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 64;
+        uint32_t *p = realloc(d->uids, cap * sizeof *p);
+        if (p == NULL)
+            return -1;
+        d->uids = p;
+        d->cap = cap;
+    }
+    d->uids[d->n++] = m->uid;
+    return 0;
+}
+
+/* The index decides what is \Deleted: another session may have set it. */
 static int tx_expunge(struct db_txn *txn, void *arg)
 {
     struct expunge_op *o = arg;
-    uint32_t max = o->v->n ? o->v->msgs[o->v->n - 1].uid : 0;
+    struct deleted_scan d = {.only = o->only, .max = o->v->n ? o->v->msgs[o->v->n - 1].uid : 0};
     int rc;
 
     store_dead_reset(&o->dead);
     o->count = 0;
-    for (size_t i = 0; i < o->v->n; i++) {
-        const struct view_msg *m = &o->v->msgs[i];
-        if (!(m->flags & DB_FLAG_DELETED) ||
-            (o->only && !imap_seqset_contains(o->only, m->uid, max)))
-            continue;
-        rc = db_message_expunge(txn, o->v->mailbox_id, m->uid, store_dead_add, &o->dead);
-        if (rc != 0 && rc != DB_NOTFOUND)
+    if ((rc = db_message_foreach(txn, o->v->mailbox_id, find_deleted, &d)) != 0) {
+        free(d.uids);
+        return rc < 0 ? db_txn_fail(txn, "out of memory") : rc;
+    }
+    for (size_t i = 0; i < d.n; i++) {
+        rc = db_message_expunge(txn, o->v->mailbox_id, d.uids[i], store_dead_add, &o->dead);
+        if (rc != 0 && rc != DB_NOTFOUND) {
+            free(d.uids);
             return rc;
+        }
         o->count++;
     }
+    free(d.uids);
     return o->dead.nomem ? db_txn_fail(txn, "out of memory") : 0;
 }
 

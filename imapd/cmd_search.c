@@ -79,6 +79,24 @@ static time_t day_of(time_t t)
     return timegm(&tm);
 }
 
+/* A header value as a reader sees it: unfolded, RFC 2047 words decoded. */
+static int header_text_match(const char *raw, size_t len, const char *value, size_t vlen)
+{
+    struct mime_buf unfolded, decoded;
+    int hit;
+
+    if (ci_find(raw, len, value, vlen))
+        return 1;
+    mime_buf_init(&unfolded, 1 << 20);
+    mime_buf_init(&decoded, 1 << 20);
+    hit = mime_header_unfold(raw, len, &unfolded) == 0 &&
+          mime_param_decode(unfolded.p ? unfolded.p : "", unfolded.len, 0, &decoded) >= 0 &&
+          decoded.p && ci_find(decoded.p, decoded.len, value, vlen);
+    mime_buf_free(&unfolded);
+    mime_buf_free(&decoded);
+    return hit;
+}
+
 static int header_match(struct candidate *m, const char *name, const char *value, size_t vlen)
 {
     struct mime_header h;
@@ -88,9 +106,29 @@ static int header_match(struct candidate *m, const char *name, const char *value
         return 0;
     while (mime_header_next(m->mime->root, &pos, &h))
         if (h.value && strlen(name) == h.name_len && strncasecmp(h.name, name, h.name_len) == 0 &&
-            ci_find(h.value, h.value_len, value, vlen))
+            header_text_match(h.value, h.value_len, value, vlen))
             return 1;
     return 0;
+}
+
+/* BODY: the text of every leaf, its transfer encoding undone. */
+static int body_match(struct candidate *m, const char *value, size_t vlen)
+{
+    struct mime_buf b;
+    int hit = 0;
+
+    for (size_t i = 0; i < m->mime->nparts && !hit; i++) {
+        const struct mime_part *p = &m->mime->parts[i];
+        if (p->kind != MIME_LEAF)
+            continue;
+        mime_buf_init(&b, 64u << 20);
+        if (mime_decode_body(p, &b, NULL) == 0 && b.p)
+            hit = ci_find(b.p, b.len, value, vlen);
+        else
+            hit = ci_find(m->map + p->body_off, p->body_len, value, vlen);
+        mime_buf_free(&b);
+    }
+    return hit;
 }
 
 static time_t sent_date(struct candidate *m)
@@ -182,12 +220,16 @@ static int eval(struct search_ctx *c, const struct imap_search_key *k, struct ca
         map_message(c, m);
         if (m->map == NULL)
             return k->value_len == 0;
-        if (k->kind == IMAP_SK_TEXT)
-            return ci_find(m->map, m->maplen, k->value, k->value_len);
         if (m->mime == NULL)
-            return 0;
-        return ci_find(m->map + m->mime->root->body_off, m->mime->root->body_len, k->value,
-                       k->value_len);
+            return ci_find(m->map, m->maplen, k->value, k->value_len);
+        if (k->kind == IMAP_SK_TEXT) {
+            struct mime_header h;
+            size_t pos = 0;
+            while (mime_header_next(m->mime->root, &pos, &h))
+                if (h.value && header_text_match(h.field, h.field_len, k->value, k->value_len))
+                    return 1;
+        }
+        return body_match(m, k->value, k->value_len);
     }
     return 0;
 }

@@ -60,8 +60,9 @@ enum imap_state { IS_NOTAUTH, IS_AUTH, IS_SELECTED, IS_LOGOUT };
 enum imap_input {
     IN_LINE,            /* command lines */
     IN_LITERAL,         /* a literal for the parser */
+    IN_SKIP,            /* a failed command's LITERAL+ bytes, dropped */
+    IN_SKIP_LINE,       /* the rest of that command's line */
     IN_APPEND,          /* APPEND's message literal, into the store */
-    IN_DISCARD,         /* a literal being thrown away (too big) */
     IN_IDLE,            /* waiting for DONE */
     IN_AUTH,            /* AUTHENTICATE continuation */
     IN_BUSY,            /* a command is running (FETCH streaming, login delay) */
@@ -86,10 +87,8 @@ struct imap_session {
     struct view *view;
     struct fetch_job *fetch;
     struct append_job *append;
-    uint64_t discard_left;
-    int discard_quiet;                  /* the BAD was sent already */
-    int skip_line;                      /* rest of a refused command's line */
-    const char *discard_text;           /* the NO after a refused literal */
+    const char *pending_no;             /* a refused command: its NO, once it is read */
+    uint64_t skip_left;                 /* IN_SKIP */
     char idle_tag[IMAP_TAG_MAX + 1];
     struct ev_timer *delay;             /* failed-login delay */
     struct ev_timer *stall;             /* output not draining: drop the client */
@@ -157,6 +156,9 @@ void fetch_job_free(struct fetch_job *job);
 void append_literal(struct imap_session *s);       /* bytes for IN_APPEND */
 void append_job_free(struct append_job *job);
 int append_begin(struct imap_session *s);          /* the parser stopped at APPEND's literal */
+/* Refuse the pending literal's command with NO text: at once when the
+ * client waits for "+", else after its bytes (swallowed by the parser). */
+void imap_refuse_literal(struct imap_session *s, const char *text);
 
 /* Mailbox names: the argument as a C string (NUL-free, canonical INBOX). */
 int imap_mailbox_arg(struct imap_session *s, const struct imap_arg *a, char *out, size_t outsz);

@@ -243,7 +243,10 @@ static void run_command(struct imap_session *s)
     cmd->fn(s, uid, args, nargs);
 }
 
-/* The parser stopped at a literal: take it, stream it, or refuse it. */
+/* The parser stopped at a literal: take it, stream it, or refuse it.  A
+ * refused literal the client sends anyway (LITERAL+) goes to the parser,
+ * which swallows what does not fit, so the stream stays in step; the
+ * command is then answered with pending_no instead of being run. */
 static void on_literal(struct imap_session *s)
 {
     uint64_t size = imap_parser_literal_size(s->parser);
@@ -251,59 +254,97 @@ static void on_literal(struct imap_session *s)
 
     if (name != NULL && strcasecmp(name, "APPEND") == 0 && s->state != IS_NOTAUTH &&
         append_begin(s) == 0)
-        return;                         /* append.c took over */
+        return;                         /* append.c took over (or refused) */
     if (!imap_parser_literal_fits(s->parser)) {
-        if (!imap_parser_literal_sync(s->parser) && size > (1ull << 30)) {
-            imap_session_close(s, "Literal too large");
-            return;
-        }
-        const char *tag = imap_parser_tag(s->parser);
-        snprintf(s->tag, sizeof s->tag, "%s", tag ? tag : "*");
-        if (imap_parser_literal_sync(s->parser)) {
-            imap_tagged(s, "NO", "[TOOBIG] Literal too large");
-            imap_parser_reset(s->parser);
-            s->tag[0] = '\0';
-            return;
-        }
-        s->discard_left = size;
-        s->input = IN_DISCARD;
+        imap_refuse_literal(s, "[TOOBIG] Literal too large");
         return;
     }
+    (void)size;
     if (imap_parser_literal_sync(s->parser))
         conn_printf(s->conn, "+ Ready for literal data\r\n");
     s->input = IN_LITERAL;
 }
 
+void imap_refuse_literal(struct imap_session *s, const char *text)
+{
+    const char *tag = imap_parser_tag(s->parser);
+
+    if (imap_parser_literal_sync(s->parser)) {
+        snprintf(s->tag, sizeof s->tag, "%s", tag ? tag : "*");
+        imap_tagged(s, "NO", "%s", text);
+        imap_parser_reset(s->parser);
+        s->tag[0] = '\0';
+        s->input = IN_LINE;
+        return;
+    }
+    if (imap_parser_literal_size(s->parser) > (1ull << 30)) {
+        imap_session_close(s, "Literal too large");
+        return;
+    }
+    s->pending_no = text;
+    s->input = IN_LITERAL;
+}
+
+/*
+ * The last line of a failed command, or a line of one being skipped: when it
+ * announces a LITERAL+, the client sends those bytes anyway -- skip them and
+ * the rest of the line after them, so none of it is read as a command.
+ */
+static void skip_line(struct imap_session *s, const char *line, size_t len)
+{
+    const char *open;
+    char *end;
+    unsigned long long n;
+
+    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+        len--;
+    s->input = IN_LINE;
+    if (len < 4 || line[len - 1] != '}' || line[len - 2] != '+')
+        return;
+    open = memrchr(line, '{', len);
+    if (open == NULL)
+        return;
+    n = strtoull(open + 1, &end, 10);
+    if (end != line + len - 2 || n > (1ull << 30))
+        return;
+    s->skip_left = n;
+    s->input = IN_SKIP;
+}
+
 static void command_line(struct imap_session *s, const char *line, size_t len)
 {
-    switch (imap_parser_line(s->parser, line, len)) {
+    enum imap_parse_result r = imap_parser_line(s->parser, line, len);
+    const char *tag;
+
+    if (s->pending_no && (r == IMAP_PARSE_DONE || r == IMAP_PARSE_ERROR)) {
+        tag = imap_parser_tag(s->parser);
+        snprintf(s->tag, sizeof s->tag, "%s", tag ? tag : "*");
+        imap_tagged(s, "NO", "%s", s->pending_no);
+        s->pending_no = NULL;
+        imap_parser_reset(s->parser);
+        skip_line(s, line, len);
+        s->tag[0] = '\0';
+        return;
+    }
+    switch (r) {
     case IMAP_PARSE_LITERAL:
+        if (s->pending_no) {            /* the refused command goes on: swallow */
+            s->input = IN_LITERAL;
+            break;
+        }
         on_literal(s);
         break;
     case IMAP_PARSE_DONE:
         run_command(s);
         break;
-    case IMAP_PARSE_ERROR: {
-        const char *tag = imap_parser_tag(s->parser);
-        uint64_t pending = imap_parser_literal_size(s->parser);
-        int sync = imap_parser_literal_sync(s->parser);
+    case IMAP_PARSE_ERROR:
+        tag = imap_parser_tag(s->parser);
         snprintf(s->tag, sizeof s->tag, "%s", tag ? tag : "*");
         imap_tagged(s, "BAD", "%s", imap_parser_error(s->parser));
         imap_parser_reset(s->parser);
+        skip_line(s, line, len);
         s->tag[0] = '\0';
-        /* A LITERAL+ the line announced comes anyway: skip it, or give up
-         * on a client that announced more than we will ever read. */
-        if (pending > 0 && !sync) {
-            if (pending > (1ull << 30)) {
-                imap_session_close(s, "Literal too large");
-            } else {
-                s->discard_left = pending;
-                s->discard_quiet = 1;
-                s->input = IN_DISCARD;
-            }
-        }
         break;
-    }
     default:
         break;
     }
@@ -313,32 +354,20 @@ static int literal_input(struct imap_session *s)
 {
     const char *data;
     size_t len;
-    uint64_t left = s->input == IN_DISCARD ? s->discard_left : imap_parser_literal_left(s->parser);
+    int skip = s->input == IN_SKIP;
+    uint64_t left = skip ? s->skip_left : imap_parser_literal_left(s->parser);
 
     if (left > 0) {
         if (conn_read_bytes(s->conn, left > 65536 ? 65536 : (size_t)left, &data, &len) != CONN_OK)
             return 0;
-        if (s->input == IN_DISCARD)
-            s->discard_left -= len;
+        if (skip)
+            s->skip_left -= len;
         else
             imap_parser_literal(s->parser, data, len);
         left -= len;
     }
-    if (left == 0) {
-        if (s->input == IN_DISCARD && !s->discard_quiet) {
-            imap_tagged(s, "NO", "%s", s->discard_text ? s->discard_text
-                                                      : "[TOOBIG] Literal too large");
-            imap_parser_reset(s->parser);
-            s->tag[0] = '\0';
-        }
-        s->discard_quiet = 0;
-        s->discard_text = NULL;
-        /* What follows the literal on its line belongs to the refused
-         * command: drop it too. */
-        if (s->input == IN_DISCARD)
-            s->skip_line = 1;
-        s->input = IN_LINE;
-    }
+    if (left == 0)
+        s->input = skip ? IN_SKIP_LINE : IN_LINE;
     return 1;
 }
 
@@ -372,6 +401,7 @@ static void session_input(struct imap_session *s)
         case IN_LINE:
         case IN_IDLE:
         case IN_AUTH:
+        case IN_SKIP_LINE:
             r = conn_read_line(s->conn, &line, &len);
             if (r == CONN_TOOLONG) {
                 imap_session_close(s, "Line too long");
@@ -379,17 +409,17 @@ static void session_input(struct imap_session *s)
             }
             if (r != CONN_OK)
                 return;
-            if (s->input == IN_LINE && s->skip_line)
-                s->skip_line = 0;
-            else if (s->input == IN_LINE)
+            if (s->input == IN_LINE)
                 command_line(s, line, len);
+            else if (s->input == IN_SKIP_LINE)
+                skip_line(s, line, len);
             else if (s->input == IN_IDLE)
                 idle_line(s, line, len);
             else
                 imap_auth_line(s, line, len);
             break;
         case IN_LITERAL:
-        case IN_DISCARD:
+        case IN_SKIP:
             if (!literal_input(s))
                 return;
             break;

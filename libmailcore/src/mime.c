@@ -212,9 +212,13 @@ int mime_field_read(const char *buf, size_t pos, size_t lim, struct mime_header 
 
 int mime_field_is(const struct mime_header *h, const char *name)
 {
-    size_t n = strlen(name);
+    size_t n = strlen(name), len = h->name_len;
+    const char *nul = memchr(h->name, '\0', len);
 
-    return h->name_len == n && strncasecmp(h->name, name, n) == 0;
+    /* Dovecot compares names as C strings: "From\0x" is From. */
+    if (nul != NULL)
+        len = (size_t)(nul - h->name);
+    return len == n && strncasecmp(h->name, name, n) == 0;
 }
 
 int mime_header_next(const struct mime_part *part, size_t *pos, struct mime_header *h)

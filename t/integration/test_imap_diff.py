@@ -2,11 +2,11 @@ r"""imapd against Dovecot: the same IMAP scripts, byte for byte, to both servers
 
 A private Dovecot (Debian's dovecot-imapd, started here on a free loopback port
 with its own config in a temp dir) is the reference.  Every test method gets a
-fresh user in both servers (alice, alice1, alice2, ... password "pw") whose
-INBOX is filled by IMAP APPEND with the same eight messages, flags and
-internal dates (no delivery headers can differ), then sends one command
-script over raw sockets to both and compares what came back after the
-normalisation below.  A failure prints a unified diff of the normalised
+fresh user in both servers (alice0, alice1, ...; password "pw", like the
+user alice that both also have).  Its INBOX is filled by IMAP APPEND with the
+same eight messages, flags and internal dates (so no delivery headers can
+differ).  Then the test sends one command script over raw sockets to both
+servers and compares what came back after the normalisation below.  A failure prints a unified diff of the normalised
 transcripts (- Dovecot, + mailcore) and both raw transcripts.
 
 Set IMAPDIFF_DUMP=DIR to write every transcript (raw and normalised) there.
@@ -688,7 +688,7 @@ def send_step(s, server, user, tag, step):
         if not got[0].startswith(b"+"):
             return "IDLE", got + s.until_tagged(tag), extra
         other_norm, other_raw = run_script(server, user, step.other, label="    B ")
-        extra_raw = other_raw
+        s.raw.append(("#", b"(a second session ran here)\n" + other_raw.encode()))
         deadline = time.monotonic() + PUSH_WAIT
         pushed = False
         try:
@@ -702,7 +702,6 @@ def send_step(s, server, user, tag, step):
         except (EOFError, OSError) as e:
             got.append(f"<{e}>".encode())
         s.sock.settimeout(TIMEOUT)
-        s.raw.append(("#", b"(second session ran here)\n" + extra_raw.encode()))
         s.send(b"DONE\r\n")
         got += s.until_tagged(tag)
         return "IDLE ... DONE", got, other_norm

@@ -22,7 +22,6 @@ import datetime
 import email.policy
 import imaplib
 import itertools
-import json
 import os
 import re
 import shutil
@@ -32,7 +31,6 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import unittest
 from email.message import EmailMessage
@@ -2069,7 +2067,7 @@ class Messages(ImapCase):
         c.ok("CLOSE")
         self.assertEqual(len(stored_list(self.mc, name)), 2)
 
-    def test_expunge_deleted_message_gone_for_curl_and_mailctl(self):
+    def test_expunged_message_gone_from_the_store(self):
         name, c, contents = self.mailbox(2)
         c.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
         c.ok("EXPUNGE")

@@ -888,8 +888,9 @@ static void test_mime_depth_limit_stops_10000_nested_multiparts(void)
     CHECK(m->parts[m->nparts - 1].flags & MIME_PART_LIMITED);
     /* The deepest part holds the rest, opaque, to the end. */
     CHECK_INT(m->parts[m->nparts - 1].body_off + m->parts[m->nparts - 1].body_len, len);
-    mime_buf_reset(&out);
-    CHECK(mime_imap_bodystructure(m, 1, &out) == 0);
+    /* Shown as Dovecot shows a multipart it did not go into. */
+    CHECK_HAS(bodystructure(m, 0), "((\"application\" \"octet-stream\" (\"boundary\" \"b29-\") NIL "
+                                   "NIL \"7bit\" ");
     mime_free(m);
     free(msg);
 }
