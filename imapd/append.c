@@ -67,13 +67,13 @@ int append_begin(struct imap_session *s)
     j->date = time(NULL);
     if (imap_mailbox_arg(s, &args[0], name, sizeof name) < 0) {
         free(j);
-        imap_refuse_literal(s, "[CANNOT] Invalid mailbox name");
+        imap_refuse_literal(s, "NO", "[CANNOT] Invalid mailbox name");
         return 0;
     }
     if (i < nargs && args[i].type == IMAP_ARG_LIST) {
         if (imap_flags_parse(&args[i], &j->flags) < 0) {
             free(j);
-            imap_refuse_literal(s, "[CANNOT] Invalid flags");
+            imap_refuse_literal(s, "BAD", "Invalid flags");
             return 0;
         }
         i++;
@@ -82,27 +82,28 @@ int append_begin(struct imap_session *s)
         if ((args[i].type != IMAP_ARG_STRING && args[i].type != IMAP_ARG_ATOM) ||
             imap_datetime_parse(args[i].s, args[i].len, &j->date) < 0) {
             free(j);
-            imap_refuse_literal(s, "[CANNOT] Invalid date-time");
+            imap_refuse_literal(s, "BAD", "Invalid date-time");
             return 0;
         }
         i++;
     }
     if (size > conf_uint(s->srv->svc->conf, "message_size_limit")) {
         free(j);
-        imap_refuse_literal(s, "[TOOBIG] Message is larger than APPENDLIMIT");
+        imap_refuse_literal(s, "NO", "[TOOBIG] Message is larger than APPENDLIMIT");
         return 0;
     }
     g = (struct mb_get){s->user, name, &j->mb};
-    if (db_read(s->srv->svc->db, tx_mb, &g, err, sizeof err) != 0) {
+    if (db_read(s->srv->svc->db, tx_mb, &g, err, sizeof err) != 0 ||
+        (j->mb.special & DB_SPECIAL_NOSELECT)) {
         free(j);
-        imap_refuse_literal(s, "[TRYCREATE] Mailbox doesn't exist");
+        imap_refuse_literal(s, "NO", "[TRYCREATE] Mailbox doesn't exist");
         return 0;
     }
     j->msg = store_msg_new(s->srv->svc->store, err, sizeof err);
     if (j->msg == NULL) {
         free(j);
         log_error("APPEND: %s", err);
-        imap_refuse_literal(s, "[SERVERBUG] Cannot store the message");
+        imap_refuse_literal(s, "NO", "[SERVERBUG] Cannot store the message");
         return 0;
     }
     j->left = size;

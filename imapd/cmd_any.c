@@ -5,7 +5,7 @@
  *
  * Passwords are checked against LMDB with libcrypt on every login; a
  * failure is answered after a delay that grows with the failures from the
- * client's address (auth_penalty), and is logged without the password.
+ * client's address in any process (auth_fail), logged without the password.
  */
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -128,7 +128,7 @@ static void login_done(struct imap_session *s, const struct db_user *u)
     }
     snprintf(s->user, sizeof s->user, "%s", u->name);
     s->state = IS_AUTH;
-    auth_penalty_success(srv->penalty, s->addr);
+    auth_success(srv->svc->db, s->addr);
     log_info("login: user=<%s>, method=PLAIN, rip=%s%s", u->name, s->addr,
              conn_is_tls(s->conn) ? ", TLS" : "");
     imap_tagged(s, "OK", "[CAPABILITY %s] Logged in", imap_capabilities(s));
@@ -158,7 +158,7 @@ static void check_login(struct imap_session *s, const char *login, const char *p
         login_done(s, &l.user);
         return;
     }
-    delay = auth_penalty_fail(s->srv->penalty, s->addr, ev_now_ms(s->srv->svc->ev));
+    delay = auth_fail(s->srv->svc->db, s->addr);
     log_info("authentication failed: rip=%s, user=<%.64s>", s->addr, login);
     s->delay = ev_timer_add(s->srv->svc->ev, delay, on_delay, s);
     if (s->delay == NULL)

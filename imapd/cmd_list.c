@@ -131,6 +131,7 @@ static int has_children(const struct listing *l, const char *name)
 
 static const char *special_use(uint32_t sp)
 {
+    sp &= ~(uint32_t)DB_SPECIAL_NOSELECT;
     return sp & DB_SPECIAL_SENT ? " \\Sent" : sp & DB_SPECIAL_DRAFTS ? " \\Drafts"
          : sp & DB_SPECIAL_TRASH ? " \\Trash" : sp & DB_SPECIAL_JUNK ? " \\Junk"
          : sp & DB_SPECIAL_ARCHIVE ? " \\Archive" : "";
@@ -154,6 +155,8 @@ static void list_entry(struct imap_session *s, const struct listing *l, const st
     attrs[0] = '\0';
     if (!e->exists)
         off += (size_t)snprintf(attrs + off, sizeof attrs - off, " \\NonExistent");
+    else if (e->mb.special & DB_SPECIAL_NOSELECT)
+        off += (size_t)snprintf(attrs + off, sizeof attrs - off, " \\Noselect");
     if (o->lsub ? 0 : 1) {
         if (e->exists || o->ret_children)
             off += (size_t)snprintf(attrs + off, sizeof attrs - off, "%s",
@@ -162,7 +165,7 @@ static void list_entry(struct imap_session *s, const struct listing *l, const st
     }
     if ((o->ret_subscribed || o->subscribed_only) && e->subscribed && !o->lsub)
         off += (size_t)snprintf(attrs + off, sizeof attrs - off, " \\Subscribed");
-    if (e->exists && !o->lsub)
+    if (e->exists)
         snprintf(attrs + off, sizeof attrs - off, "%s", special_use(e->mb.special));
     conn_printf(s->conn, "* %s (%s) \"/\" ", o->lsub ? "LSUB" : "LIST", attrs[0] ? attrs + 1 : "");
     imap_string(s, e->mb.name, strlen(e->mb.name));
@@ -245,7 +248,7 @@ static void do_list(struct imap_session *s, const struct imap_arg *args, size_t 
             continue;
         if (!lsub && !o.subscribed_only && !e->exists)
             continue;
-        if (o.special_only && !(e->exists && e->mb.special))
+        if (o.special_only && !(e->exists && (e->mb.special & ~(uint32_t)DB_SPECIAL_NOSELECT)))
             continue;
         for (size_t p = 0; p < npats && !hit; p++)
             hit = imap_astring(&pats[p], pat, sizeof pat) == 0 && match_name(ref, pat, e->mb.name);
@@ -372,7 +375,8 @@ void cmd_status(struct imap_session *s, int uid, const struct imap_arg *args, si
             return;
         }
     }
-    if (db_read(s->srv->svc->db, tx_get_mb, &g, err, sizeof err) != 0) {
+    if (db_read(s->srv->svc->db, tx_get_mb, &g, err, sizeof err) != 0 ||
+        (g.mb.special & DB_SPECIAL_NOSELECT)) {
         imap_tagged(s, "NO", "[NONEXISTENT] Mailbox doesn't exist: %s", name);
         imap_command_done(s);
         return;

@@ -49,6 +49,16 @@ static void bad_name(struct imap_session *s)
     imap_command_done(s);
 }
 
+/* Wrong number of arguments: a syntax error (BAD), not a refusal. */
+static int want_args(struct imap_session *s, size_t nargs, size_t want, const char *syntax)
+{
+    if (nargs == want)
+        return 1;
+    imap_tagged(s, "BAD", "Syntax: %s", syntax);
+    imap_command_done(s);
+    return 0;
+}
+
 /* SELECT / EXAMINE */
 
 static int tx_recent(struct db_txn *txn, void *arg)
@@ -71,7 +81,12 @@ static void select_mailbox(struct imap_session *s, const struct imap_arg *args, 
         s->state = IS_AUTH;
         imap_untagged(s, "OK [CLOSED] Previous mailbox closed.");
     }
-    if (nargs < 1 || imap_mailbox_arg(s, &args[0], name, sizeof name) < 0) {
+    if (nargs < 1 || nargs > 2) {
+        imap_tagged(s, "BAD", "Syntax: %s mailbox", readonly ? "EXAMINE" : "SELECT");
+        imap_command_done(s);
+        return;
+    }
+    if (imap_mailbox_arg(s, &args[0], name, sizeof name) < 0) {
         bad_name(s);
         return;
     }
@@ -152,6 +167,9 @@ static int tx_create(struct db_txn *txn, void *arg)
     struct db_mailbox mb;
     int rc = create_parents(txn, o->user, o->name);
 
+    if (rc == 0 && db_mailbox_get(txn, o->user, o->name, &mb) == 0 &&
+        (mb.special & DB_SPECIAL_NOSELECT))   /* a name only: it becomes a mailbox again */
+        return db_mailbox_set_noselect(txn, o->user, o->name, 0, NULL, NULL);
     return rc ? rc : db_mailbox_create(txn, o->user, o->name, 0, &mb);
 }
 
@@ -162,7 +180,9 @@ void cmd_create(struct imap_session *s, int uid, const struct imap_arg *args, si
     int rc;
 
     (void)uid;
-    if (nargs < 1 || imap_mailbox_arg(s, &args[0], o.name, sizeof o.name) < 0) {
+    if (!want_args(s, nargs, 1, "CREATE mailbox"))
+        return;
+    if (imap_mailbox_arg(s, &args[0], o.name, sizeof o.name) < 0) {
         bad_name(s);
         return;
     }
@@ -196,6 +216,31 @@ static int find_child(const struct db_mailbox *m, void *arg)
     return 0;
 }
 
+/* \Noselect parents left without children go too (RFC 3501 6.3.4). */
+static int drop_empty_parents(struct db_txn *txn, const char *user, const char *name)
+{
+    char parent[DB_MBOX_NAME_MAX + 1];
+    char *slash;
+    struct db_mailbox mb;
+    int rc;
+
+    snprintf(parent, sizeof parent, "%s", name);
+    while ((slash = strrchr(parent, '/')) != NULL) {
+        struct child_scan c = {parent, 0, 0, NULL, 0, 0};
+        *slash = '\0';
+        c.plen = strlen(parent);
+        if (db_mailbox_get(txn, user, parent, &mb) != 0 || !(mb.special & DB_SPECIAL_NOSELECT))
+            return 0;
+        if ((rc = db_mailbox_foreach(txn, user, find_child, &c)) != 0)
+            return rc;
+        if (c.found)
+            return 0;
+        if ((rc = db_mailbox_delete(txn, user, parent, NULL, NULL)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
 static int tx_delete(struct db_txn *txn, void *arg)
 {
     struct mbox_op *o = arg;
@@ -203,16 +248,24 @@ static int tx_delete(struct db_txn *txn, void *arg)
     int rc;
 
     store_dead_reset(&o->dead);
+    struct db_mailbox mb;
+
     if ((rc = db_mailbox_foreach(txn, o->user, find_child, &c)) != 0)
         return rc;
+    if ((rc = db_mailbox_get(txn, o->user, o->name, &mb)) != 0)
+        return rc;
     if (c.found) {
-        o->children = 1;
-        return DB_EXISTS;
+        /* RFC 3501 6.3.4: with children, the name stays as \Noselect. */
+        if (mb.special & DB_SPECIAL_NOSELECT) {
+            o->children = 1;
+            return DB_EXISTS;
+        }
+        return db_mailbox_set_noselect(txn, o->user, o->name, 1, store_dead_add, &o->dead);
     }
     rc = db_mailbox_delete(txn, o->user, o->name, store_dead_add, &o->dead);
     if (rc == 0)
         db_subscription_set(txn, o->user, o->name, 0);
-    return rc;
+    return rc ? rc : drop_empty_parents(txn, o->user, o->name);
 }
 
 void cmd_delete(struct imap_session *s, int uid, const struct imap_arg *args, size_t nargs)
@@ -222,7 +275,9 @@ void cmd_delete(struct imap_session *s, int uid, const struct imap_arg *args, si
     int rc;
 
     (void)uid;
-    if (nargs < 1 || imap_mailbox_arg(s, &args[0], o.name, sizeof o.name) < 0) {
+    if (!want_args(s, nargs, 1, "DELETE mailbox"))
+        return;
+    if (imap_mailbox_arg(s, &args[0], o.name, sizeof o.name) < 0) {
         bad_name(s);
         return;
     }
@@ -241,7 +296,7 @@ void cmd_delete(struct imap_session *s, int uid, const struct imap_arg *args, si
     if (rc == DB_NOTFOUND)
         imap_tagged(s, "NO", "[NONEXISTENT] Mailbox doesn't exist: %s", o.name);
     else if (o.children)
-        imap_tagged(s, "NO", "[INUSE] Mailbox has children, delete them first");
+        imap_tagged(s, "NO", "[NONEXISTENT] Mailbox has children and holds no messages");
     else if (rc != 0)
         imap_tagged(s, "NO", "[SERVERBUG] %s", err);
     else {
@@ -324,7 +379,9 @@ void cmd_rename(struct imap_session *s, int uid, const struct imap_arg *args, si
     int rc;
 
     (void)uid;
-    if (nargs != 2 || imap_mailbox_arg(s, &args[0], o.name, sizeof o.name) < 0 ||
+    if (!want_args(s, nargs, 2, "RENAME from to"))
+        return;
+    if (imap_mailbox_arg(s, &args[0], o.name, sizeof o.name) < 0 ||
         imap_mailbox_arg(s, &args[1], o.to, sizeof o.to) < 0) {
         bad_name(s);
         return;
@@ -361,7 +418,9 @@ static void subscribe(struct imap_session *s, const struct imap_arg *args, size_
     struct sub_op o = {.user = s->user, .on = on};
     char err[256];
 
-    if (nargs != 1 || imap_mailbox_arg(s, &args[0], o.name, sizeof o.name) < 0) {
+    if (!want_args(s, nargs, 1, on ? "SUBSCRIBE mailbox" : "UNSUBSCRIBE mailbox"))
+        return;
+    if (imap_mailbox_arg(s, &args[0], o.name, sizeof o.name) < 0) {
         bad_name(s);
         return;
     }

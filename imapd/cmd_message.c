@@ -17,10 +17,18 @@
 #include "mailcore/service.h"
 #include "mailcore/store.h"
 
-static int parse_set(struct imap_session *s, const struct imap_arg *a, struct imap_seqset *set)
+/* A set argument; sequence numbers must name existing messages (BAD). */
+static int parse_set(struct imap_session *s, const struct imap_arg *a, int uid,
+                     struct imap_seqset *set)
 {
     if (a->type != IMAP_ARG_ATOM || imap_seqset_parse(a->s, a->len, set) < 0 || set->saved) {
         imap_tagged(s, "BAD", "Invalid sequence set");
+        imap_command_done(s);
+        return -1;
+    }
+    if (!uid && !view_seqset_valid(s->view, set)) {
+        imap_seqset_free(set);
+        imap_tagged(s, "BAD", "Invalid messageset");
         imap_command_done(s);
         return -1;
     }
@@ -64,6 +72,11 @@ static int tx_store(struct db_txn *txn, void *arg)
         if (rc != 0)
             return rc;
         o->kwbits |= 1ull << bit;
+        if (!(o->v->keywords_used & (1ull << bit))) {   /* new: its first spelling */
+            snprintf(o->v->keywords[bit], sizeof o->v->keywords[bit], "%s",
+                     o->flags.keywords[k]);
+            o->v->keywords_used |= 1ull << bit;
+        }
     }
     for (size_t i = 0; i < o->n; i++) {
         const struct view_msg *m = &o->v->msgs[o->idx[i]];
@@ -101,7 +114,7 @@ void cmd_store(struct imap_session *s, int uid, const struct imap_arg *args, siz
     int silent;
     char err[256];
 
-    if (nargs < 3 || parse_set(s, &args[0], &set) < 0) {
+    if (nargs < 3 || parse_set(s, &args[0], uid, &set) < 0) {
         if (nargs < 3) {
             imap_tagged(s, "BAD", "Syntax: STORE set item flags");
             imap_command_done(s);
@@ -128,6 +141,7 @@ void cmd_store(struct imap_session *s, int uid, const struct imap_arg *args, siz
     o.sysbits = db_bits(o.flags.system);
     o.idx = view_resolve(s->view, &set, uid, &o.n);
     imap_seqset_free(&set);
+    uint64_t kw_before = s->view->keywords_used;
     o.newflags = calloc(o.n + 1, sizeof *o.newflags);
     o.newkw = calloc(o.n + 1, sizeof *o.newkw);
     o.newmodseq = calloc(o.n + 1, sizeof *o.newmodseq);
@@ -139,6 +153,8 @@ void cmd_store(struct imap_session *s, int uid, const struct imap_arg *args, siz
         return;
     }
     notify_mailbox(s->srv, s->view->mailbox_id);
+    if (s->view->keywords_used != kw_before)
+        view_announce_flags(s);         /* a new keyword: FLAGS grew */
     /* Our own change: the view takes it now (so the sync below reports only
      * other sessions' changes) and, unless .SILENT, the client hears it. */
     for (size_t i = 0; i < o.n; i++) {
@@ -192,6 +208,8 @@ static int tx_copy(struct db_txn *txn, void *arg)
     store_dead_reset(&o->dead);
     if (rc != 0)
         return rc;
+    if (dst.special & DB_SPECIAL_NOSELECT)
+        return DB_NOTFOUND;
     o->dst_validity = dst.uidvalidity;
     o->dst_id = dst.id;
     for (size_t i = 0; i < o->n; i++) {
@@ -247,7 +265,7 @@ static void copy_or_move(struct imap_session *s, int uid, const struct imap_arg 
         imap_command_done(s);
         return;
     }
-    if (parse_set(s, &args[0], &set) < 0)
+    if (parse_set(s, &args[0], uid, &set) < 0)
         return;
     if (imap_mailbox_arg(s, &args[1], o.to, sizeof o.to) < 0) {
         imap_seqset_free(&set);
@@ -409,7 +427,7 @@ void cmd_expunge(struct imap_session *s, int uid, const struct imap_arg *args, s
             imap_command_done(s);
             return;
         }
-        if (parse_set(s, &args[0], &set) < 0)
+        if (parse_set(s, &args[0], uid, &set) < 0)
             return;
     }
     if (expunge(s, uid ? &set : NULL) == 0 && view_sync(s, 1) == 0) {

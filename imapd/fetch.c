@@ -508,9 +508,17 @@ void cmd_fetch(struct imap_session *s, int uid, const struct imap_arg *args, siz
     const char *why = "Invalid fetch attributes";
     char err[256];
 
-    if (nargs < 2 || args[0].type != IMAP_ARG_ATOM ||
+    /* No FETCH modifiers (CONDSTORE's CHANGEDSINCE) yet: a third argument
+     * is a syntax error. */
+    if (nargs != 2 || args[0].type != IMAP_ARG_ATOM ||
         imap_seqset_parse(args[0].s, args[0].len, &set) < 0) {
         imap_tagged(s, "BAD", "Syntax: FETCH set attributes");
+        imap_command_done(s);
+        return;
+    }
+    if (!uid && !view_seqset_valid(s->view, &set)) {
+        imap_seqset_free(&set);
+        imap_tagged(s, "BAD", "Invalid messageset");
         imap_command_done(s);
         return;
     }
@@ -523,7 +531,6 @@ void cmd_fetch(struct imap_session *s, int uid, const struct imap_arg *args, siz
         imap_command_done(s);
         return;
     }
-    /* CHANGEDSINCE and other modifiers (args[2]) are not supported yet. */
     j->uid = uid;
     mime_buf_init(&j->text, 0);
     j->idx = view_resolve(s->view, &set, uid, &j->n);

@@ -514,8 +514,8 @@ static size_t ip_tag_name(struct imap_parser *p, const char *s, size_t len)
         ip_fail(p, "out of memory");
         return 0;
     }
-    while (i < len && s[i] == ' ')
-        i++;
+    if (i < len)
+        i++;            /* exactly one SP after the tag (RFC 3501 formal syntax) */
     start = i;
     while (i < len && ip_name_char((unsigned char)s[i]))
         i++;

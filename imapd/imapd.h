@@ -87,7 +87,8 @@ struct imap_session {
     struct view *view;
     struct fetch_job *fetch;
     struct append_job *append;
-    const char *pending_no;             /* a refused command: its NO, once it is read */
+    const char *pending_no;             /* a refused command: its answer, once it is read */
+    const char *pending_status;         /* "NO" or "BAD" */
     uint64_t skip_left;                 /* IN_SKIP */
     char idle_tag[IMAP_TAG_MAX + 1];
     struct ev_timer *delay;             /* failed-login delay */
@@ -103,7 +104,6 @@ struct imap_server {
     struct imap_session *sessions;
     size_t nsessions;
     struct imap_limits limits;
-    struct auth_penalty *penalty;
     size_t ip_limit, user_limit;
     int notify_fd;
     char notify_dir[512];
@@ -158,7 +158,7 @@ void append_job_free(struct append_job *job);
 int append_begin(struct imap_session *s);          /* the parser stopped at APPEND's literal */
 /* Refuse the pending literal's command with NO text: at once when the
  * client waits for "+", else after its bytes (swallowed by the parser). */
-void imap_refuse_literal(struct imap_session *s, const char *text);
+void imap_refuse_literal(struct imap_session *s, const char *status, const char *text);
 
 /* Mailbox names: the argument as a C string (NUL-free, canonical INBOX). */
 int imap_mailbox_arg(struct imap_session *s, const struct imap_arg *a, char *out, size_t outsz);
@@ -174,6 +174,8 @@ void view_free(struct view *v);
  * expunges (EXPUNGE).  0, or -1 when the mailbox is gone (BYE). */
 int view_sync(struct imap_session *s, int allow_expunge);
 uint32_t view_seq_of_uid(const struct view *v, uint32_t uid);       /* 0: none */
+/* A sequence set (not UIDs) names only messages that exist ('*' aside). */
+int view_seqset_valid(const struct view *v, const struct imap_seqset *set);
 /* Every message a set names (seq or uid), in ascending order: indexes. */
 size_t *view_resolve(const struct view *v, const struct imap_seqset *set, int uid, size_t *n);
 void view_flags_text(const struct view *v, const struct view_msg *m, char *out, size_t outsz);

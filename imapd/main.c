@@ -33,7 +33,6 @@ struct imap_server *imap_server_new(struct service *svc)
                                        .literal_max = IMAP_LINE_MAX,
                                        .args_max = 10000,
                                        .depth_max = 32};
-    srv->penalty = auth_penalty_new(1024);
     srv->ip_limit = (size_t)conf_uint(svc->conf, "imap_client_connection_limit");
     srv->user_limit = (size_t)conf_uint(svc->conf, "imap_user_connection_limit");
     srv->notify_fd = -1;
@@ -55,7 +54,6 @@ void imap_server_stop(struct imap_server *srv)
 void imap_server_free(struct imap_server *srv)
 {
     notify_close(srv);
-    auth_penalty_free(srv->penalty);
     free(srv);
 }
 

@@ -256,7 +256,7 @@ static void on_literal(struct imap_session *s)
         append_begin(s) == 0)
         return;                         /* append.c took over (or refused) */
     if (!imap_parser_literal_fits(s->parser)) {
-        imap_refuse_literal(s, "[TOOBIG] Literal too large");
+        imap_refuse_literal(s, "NO", "[TOOBIG] Literal too large");
         return;
     }
     (void)size;
@@ -265,13 +265,13 @@ static void on_literal(struct imap_session *s)
     s->input = IN_LITERAL;
 }
 
-void imap_refuse_literal(struct imap_session *s, const char *text)
+void imap_refuse_literal(struct imap_session *s, const char *status, const char *text)
 {
     const char *tag = imap_parser_tag(s->parser);
 
     if (imap_parser_literal_sync(s->parser)) {
         snprintf(s->tag, sizeof s->tag, "%s", tag ? tag : "*");
-        imap_tagged(s, "NO", "%s", text);
+        imap_tagged(s, status, "%s", text);
         imap_parser_reset(s->parser);
         s->tag[0] = '\0';
         s->input = IN_LINE;
@@ -282,6 +282,7 @@ void imap_refuse_literal(struct imap_session *s, const char *text)
         return;
     }
     s->pending_no = text;
+    s->pending_status = status;
     s->input = IN_LITERAL;
 }
 
@@ -319,7 +320,7 @@ static void command_line(struct imap_session *s, const char *line, size_t len)
     if (s->pending_no && (r == IMAP_PARSE_DONE || r == IMAP_PARSE_ERROR)) {
         tag = imap_parser_tag(s->parser);
         snprintf(s->tag, sizeof s->tag, "%s", tag ? tag : "*");
-        imap_tagged(s, "NO", "%s", s->pending_no);
+        imap_tagged(s, s->pending_status, "%s", s->pending_no);
         s->pending_no = NULL;
         imap_parser_reset(s->parser);
         skip_line(s, line, len);

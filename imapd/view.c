@@ -77,6 +77,8 @@ static int tx_load(struct db_txn *txn, void *arg)
 
     if (rc != 0)
         return rc;
+    if (l->mb.special & DB_SPECIAL_NOSELECT)
+        return DB_NOTFOUND;             /* a name kept for its children */
     if (l->mb.highestmodseq == l->seen_modseq && l->mb.uidnext == l->seen_uidnext)
         return 0;                               /* nothing changed */
     l->changed = 1;
@@ -231,10 +233,10 @@ int view_sync(struct imap_session *s, int allow_expunge)
     }
     while (i < v->n) {
         if (j < l.n && l.msgs[j].uid == v->msgs[i].uid) {
+            l.msgs[j].recent = v->msgs[i].recent;   /* stays what it was */
             if (l.msgs[j].flags != v->msgs[i].flags ||
                 l.msgs[j].keywords != v->msgs[i].keywords)
                 announce_fetch(s, out + 1, &l.msgs[j]);
-            l.msgs[j].recent = v->msgs[i].recent;   /* stays what it was */
             merged[out++] = l.msgs[j++];
             i++;
         } else if (j < l.n && l.msgs[j].uid < v->msgs[i].uid) {
@@ -287,6 +289,15 @@ uint32_t view_seq_of_uid(const struct view *v, uint32_t uid)
             hi = mid;
     }
     return lo < v->n && v->msgs[lo].uid == uid ? (uint32_t)(lo + 1) : 0;
+}
+
+int view_seqset_valid(const struct view *v, const struct imap_seqset *set)
+{
+    for (size_t i = 0; i < set->n; i++)
+        if ((set->r[i].hi != UINT32_MAX && set->r[i].hi > v->n) ||
+            (set->r[i].lo != UINT32_MAX && set->r[i].lo > v->n))
+            return 0;
+    return 1;
 }
 
 size_t *view_resolve(const struct view *v, const struct imap_seqset *set, int uid, size_t *n)

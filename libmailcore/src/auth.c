@@ -7,16 +7,14 @@
  * the heap and is wiped before it is freed; so are the line buffers of
  * auth_password_read().
  *
- * auth_penalty is a fixed array of slots searched linearly: failures are
- * rare next to successes, tables are small (hundreds of slots), and a flat
- * array makes "evict the entry whose last failure is oldest" trivial.  The
- * caller passes the time, so the table never reads a clock and tests can
- * drive it.
+ * Failure counts live in LMDB (db_authfail_*), shared by every process; a
+ * success costs one read transaction when the address has no failures.
  *
  * Diagnostics: error texts name what failed and why (strerror), never the
  * password.
  */
 #include "mailcore/auth.h"
+#include "mailcore/db.h"
 
 #include <crypt.h>
 #include <errno.h>
@@ -27,11 +25,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
 
-#define AUTH_ADDR_MAX 64 /* client address text kept per slot */
 #define AUTH_DELAY_BASE_MS 250
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -343,140 +341,57 @@ int auth_password_read(FILE *in, int from_stdin, char *buf, size_t len, char *er
 
 /* ---- failure delay ---------------------------------------------------- */
 
-struct penalty_slot {
-    char addr[AUTH_ADDR_MAX + 1]; /* "" when the slot is free */
-    unsigned count;
-    uint64_t last_ms; /* time of the last failure */
-};
-
-struct auth_penalty {
-    size_t nslots;
-    struct penalty_slot slot[];
-};
-
-struct auth_penalty *auth_penalty_new(size_t slots)
-{
-    struct auth_penalty *p;
-
-    if (slots == 0 || slots > (SIZE_MAX - sizeof *p) / sizeof p->slot[0]) {
-        errno = EINVAL;
-        return NULL;
-    }
-    p = calloc(1, sizeof *p + slots * sizeof p->slot[0]);
-    if (p == NULL)
-        return NULL;
-    p->nslots = slots;
-    return p;
-}
-
-void auth_penalty_free(struct auth_penalty *p)
-{
-    free(p);
-}
-
-/* The key: the first AUTH_ADDR_MAX bytes of the address text.  A missing
- * address still counts, as "-": "" marks a free slot. */
-static void penalty_key(const char *addr, char key[AUTH_ADDR_MAX + 1])
-{
-    size_t n = addr ? strnlen(addr, AUTH_ADDR_MAX) : 0;
-
-    if (n == 0) {
-        memcpy(key, "-", 2);
-        return;
-    }
-    memcpy(key, addr, n);
-    key[n] = '\0';
-}
-
-static int penalty_expired(const struct penalty_slot *s, uint64_t now_ms)
-{
-    /* A clock that went backwards does not expire anything. */
-    return now_ms > s->last_ms && now_ms - s->last_ms >= (uint64_t)AUTH_PENALTY_TTL * 1000;
-}
-
-static struct penalty_slot *penalty_find(struct auth_penalty *p, const char *key)
-{
-    size_t i;
-
-    for (i = 0; i < p->nslots; i++)
-        if (p->slot[i].addr[0] != '\0' && strcmp(p->slot[i].addr, key) == 0)
-            return &p->slot[i];
-    return NULL;
-}
-
-/* A free or expired slot, else the one whose last failure is oldest. */
-static struct penalty_slot *penalty_victim(struct auth_penalty *p, uint64_t now_ms)
-{
-    struct penalty_slot *oldest = &p->slot[0];
-    size_t i;
-
-    for (i = 0; i < p->nslots; i++) {
-        struct penalty_slot *s = &p->slot[i];
-
-        if (s->addr[0] == '\0' || penalty_expired(s, now_ms))
-            return s;
-        if (s->last_ms < oldest->last_ms)
-            oldest = s;
-    }
-    return oldest;
-}
-
-static uint64_t penalty_delay(unsigned count)
+uint64_t auth_delay_ms(uint32_t count)
 {
     uint64_t d = AUTH_DELAY_BASE_MS;
 
-    if (count == 0)
-        return 0;
-    /* Doubling stops once past the cap, so the shift never overflows. */
-    while (--count > 0 && d < AUTH_DELAY_MAX_MS)
+    for (uint32_t i = 1; i < count && d < AUTH_DELAY_MAX_MS; i++)
         d *= 2;
-    return d < AUTH_DELAY_MAX_MS ? d : AUTH_DELAY_MAX_MS;
+    return count == 0 ? 0 : d < AUTH_DELAY_MAX_MS ? d : AUTH_DELAY_MAX_MS;
 }
 
-uint64_t auth_penalty_fail(struct auth_penalty *p, const char *addr, uint64_t now_ms)
-{
-    char key[AUTH_ADDR_MAX + 1];
-    struct penalty_slot *s;
+struct fail_arg {
+    const char *addr;
+    uint32_t count;
+};
 
-    if (p == NULL)
-        return 0;
-    penalty_key(addr, key);
-    s = penalty_find(p, key);
-    if (s != NULL && penalty_expired(s, now_ms))
-        s->count = 0;
-    if (s == NULL) {
-        s = penalty_victim(p, now_ms);
-        memcpy(s->addr, key, sizeof key);
-        s->count = 0;
-    }
-    if (s->count < UINT_MAX)
-        s->count++;
-    s->last_ms = now_ms;
-    return penalty_delay(s->count);
+static int tx_fail(struct db_txn *txn, void *arg)
+{
+    struct fail_arg *f = arg;
+
+    return db_authfail_note(txn, f->addr, (uint64_t)time(NULL), AUTH_PENALTY_TTL, &f->count);
 }
 
-void auth_penalty_success(struct auth_penalty *p, const char *addr)
+static int tx_get(struct db_txn *txn, void *arg)
 {
-    char key[AUTH_ADDR_MAX + 1];
-    struct penalty_slot *s;
+    struct fail_arg *f = arg;
 
-    if (p == NULL)
-        return;
-    penalty_key(addr, key);
-    if ((s = penalty_find(p, key)) != NULL)
-        memset(s, 0, sizeof *s);
+    return db_authfail_get(txn, f->addr, &f->count);
 }
 
-unsigned auth_penalty_count(struct auth_penalty *p, const char *addr, uint64_t now_ms)
+static int tx_clear(struct db_txn *txn, void *arg)
 {
-    char key[AUTH_ADDR_MAX + 1];
-    struct penalty_slot *s;
+    struct fail_arg *f = arg;
+    int rc = db_authfail_clear(txn, f->addr);
 
-    if (p == NULL)
-        return 0;
-    penalty_key(addr, key);
-    s = penalty_find(p, key);
-    if (s == NULL || penalty_expired(s, now_ms))
-        return 0;
-    return s->count;
+    return rc == DB_NOTFOUND ? 0 : rc;
+}
+
+uint64_t auth_fail(struct db *db, const char *addr)
+{
+    struct fail_arg f = {addr, 1};
+    char err[256];
+
+    /* A failed note still delays: as for a first failure. */
+    db_write(db, tx_fail, &f, err, sizeof err);
+    return auth_delay_ms(f.count);
+}
+
+void auth_success(struct db *db, const char *addr)
+{
+    struct fail_arg f = {addr, 0};
+    char err[256];
+
+    if (db_read(db, tx_get, &f, err, sizeof err) == 0)
+        db_write(db, tx_clear, &f, err, sizeof err);
 }

@@ -46,6 +46,10 @@
  *                     case-insensitively)
  *   subscriptions key: user NUL mailbox name    value: v1
  *              (IMAP SUBSCRIBE; may name a mailbox that does not exist)
+ *   authfail   key: client address (text)
+ *              value: v1 u32 failed logins, u64 unix time of the last one
+ *              (shared by every smtpd/submitd/imapd process; see
+ *              db_authfail_note)
  *   cache      key: be64 file id
  *              value: v1 then three blobs, each u32 length and bytes: the
  *                     IMAP ENVELOPE, BODYSTRUCTURE and BODY of the file
@@ -90,7 +94,7 @@ static const struct {
     [DBX_MAILBOXES] = {"mailboxes", 0}, [DBX_MBOXIDS] = {"mboxids", 0},
     [DBX_MESSAGES] = {"messages", 0},   [DBX_FILES] = {"files", 0},
     [DBX_KEYWORDS] = {"keywords", 0},   [DBX_SUBSCRIPTIONS] = {"subscriptions", 0},
-    [DBX_CACHE] = {"cache", 0},
+    [DBX_CACHE] = {"cache", 0},         [DBX_AUTHFAIL] = {"authfail", 0},
 };
 
 static size_t initial_mapsize;

@@ -347,3 +347,148 @@ int db_cache_get(struct db_txn *txn, uint64_t file_id, struct db_cache *out)
     }
     return p == end ? 0 : dbx_corrupt(txn, "cache");
 }
+
+struct uid_list {
+    uint32_t *uids;
+    size_t n, cap;
+};
+
+static int collect_uid(const struct db_message *m, void *arg)
+{
+    struct uid_list *l = arg;
+
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        uint32_t *p = realloc(l->uids, cap * sizeof *p);
+        if (p == NULL)
+            return -1;
+        l->uids = p;
+        l->cap = cap;
+    }
+    l->uids[l->n++] = m->uid;
+    return 0;
+}
+
+/* Failed logins. */
+
+#define AUTHFAIL_ADDR_MAX 64
+#define AUTHFAIL_PRUNE 8        /* expired entries removed per noted failure */
+
+#define AUTHFAIL_VISIT 64        /* entries looked at per noted failure */
+#define PRUNE_STOP 1000
+
+struct prune {
+    uint64_t now, ttl;
+    unsigned left, visits;
+};
+
+static int prune_fn(struct db_txn *txn, const MDB_val *k, const MDB_val *v, int *del, void *arg)
+{
+    struct prune *p = arg;
+    struct dbx_dec d;
+    uint64_t last;
+
+    (void)txn, (void)k;
+    if (p->left == 0 || ++p->visits > AUTHFAIL_VISIT)
+        return PRUNE_STOP;
+    dbx_dec_init(&d, v, DBX_RECORD_V1);
+    (void)dbx_dec_u32(&d);
+    last = dbx_dec_u64(&d);
+    if (dbx_dec_done(&d) != 0 || last + p->ttl < p->now) {
+        *del = 1;
+        p->left--;
+    }
+    return 0;
+}
+
+static int authfail_read(struct db_txn *txn, const char *addr, uint32_t *count, uint64_t *last)
+{
+    size_t len = strlen(addr);
+    struct dbx_dec d;
+    MDB_val v;
+    int rc;
+
+    if (len == 0 || len > AUTHFAIL_ADDR_MAX)
+        return DB_NOTFOUND;
+    if ((rc = dbx_get(txn, DBX_AUTHFAIL, addr, len, &v)) != 0)
+        return rc;
+    dbx_dec_init(&d, &v, DBX_RECORD_V1);
+    *count = dbx_dec_u32(&d);
+    *last = dbx_dec_u64(&d);
+    return dbx_dec_done(&d) == 0 ? 0 : dbx_corrupt(txn, "authfail");
+}
+
+int db_authfail_get(struct db_txn *txn, const char *addr, uint32_t *count)
+{
+    uint64_t last;
+
+    return authfail_read(txn, addr, count, &last);
+}
+
+int db_authfail_note(struct db_txn *txn, const char *addr, uint64_t now, uint64_t ttl,
+                     uint32_t *count)
+{
+    struct prune p = {now, ttl, AUTHFAIL_PRUNE, 0};
+    uint64_t last = 0;
+    struct dbx_enc e;
+    uint32_t n = 0;
+    size_t len = strlen(addr);
+    int rc;
+
+    if (len == 0 || len > AUTHFAIL_ADDR_MAX)
+        return db_txn_fail(txn, "client address too long");
+    rc = authfail_read(txn, addr, &n, &last);
+    if (rc != 0 && rc != DB_NOTFOUND)
+        return rc;
+    if (rc == DB_NOTFOUND || last + ttl < now)
+        n = 0;
+    if (n < UINT32_MAX)
+        n++;
+    /* Make room first: old entries of other addresses go. */
+    rc = dbx_scan(txn, DBX_AUTHFAIL, "", 0, prune_fn, &p);
+    if (rc != 0 && rc != PRUNE_STOP)
+        return rc;
+    dbx_enc_init(&e, DBX_RECORD_V1);
+    dbx_enc_u32(&e, n);
+    dbx_enc_u64(&e, now);
+    if ((rc = dbx_put(txn, DBX_AUTHFAIL, addr, len, e.buf, e.len, 0)) != 0)
+        return rc;
+    *count = n;
+    return 0;
+}
+
+int db_authfail_clear(struct db_txn *txn, const char *addr)
+{
+    size_t len = strlen(addr);
+
+    if (len == 0 || len > AUTHFAIL_ADDR_MAX)
+        return DB_NOTFOUND;
+    return dbx_del(txn, DBX_AUTHFAIL, addr, len);
+}
+
+int db_mailbox_set_noselect(struct db_txn *txn, const char *user, const char *name, int on,
+                            void (*file_dead)(uint64_t file_id, void *arg), void *arg)
+{
+    struct db_mailbox mb;
+    struct uid_list l = {0};
+    int rc = db_mailbox_get(txn, user, name, &mb);
+
+    if (rc != 0)
+        return rc;
+    if (on) {
+        /* Its messages go; the name stays for its children (RFC 3501 6.3.4). */
+        if ((rc = db_message_foreach(txn, mb.id, collect_uid, &l)) != 0) {
+            free(l.uids);
+            return rc < 0 ? db_txn_fail(txn, "out of memory") : rc;
+        }
+        for (size_t i = 0; i < l.n && rc == 0; i++)
+            rc = db_message_expunge(txn, mb.id, l.uids[i], file_dead, arg);
+        free(l.uids);
+        if (rc != 0 || (rc = db_mailbox_by_id(txn, mb.id, &mb)) != 0)
+            return rc;
+        mb.special |= DB_SPECIAL_NOSELECT;
+    } else {
+        mb.special &= ~(uint32_t)DB_SPECIAL_NOSELECT;
+    }
+    return dbx_mailbox_put(txn, &mb, 0);
+}

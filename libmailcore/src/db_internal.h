@@ -30,6 +30,7 @@ enum dbx_dbi {
     DBX_KEYWORDS,
     DBX_SUBSCRIPTIONS,
     DBX_CACHE,
+    DBX_AUTHFAIL,
     DBX_COUNT
 };
 

@@ -381,6 +381,8 @@ int db_user_add(struct db_txn *txn, struct db_user *u)
         struct db_mailbox m;
 
         rc = db_mailbox_create(txn, u->name, std_mailboxes[i].name, std_mailboxes[i].special, &m);
+        if (rc == 0)    /* subscribed, so clients that show only those see them */
+            rc = db_subscription_set(txn, u->name, std_mailboxes[i].name, 1);
         if (rc != 0)
             return rc;
     }

@@ -133,3 +133,13 @@ int queue_put(const char *queue_dir, const char *qid, const char *sender, const 
     }
     return 0;
 }
+
+void queue_remove(const char *queue_dir, const char *qid)
+{
+    char path[1024];
+
+    snprintf(path, sizeof path, "%s/env/%s", queue_dir, qid);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/msg/%s", queue_dir, qid);
+    unlink(path);
+}

@@ -18,7 +18,7 @@
 #include "mailcore/service.h"
 #include "smtp_internal.h"
 
-#define AUTH_LINE_MAX 12288     /* base64 of a PLAIN response, with room */
+#define AUTH_LINE_MAX 12288     /* RFC 4954 4: an AUTH line may be 12288 octets */
 
 int smtp_auth_offered(const struct smtp_session *s)
 {
@@ -95,13 +95,14 @@ static void verify(struct smtp_session *s, const char *login, const char *passwo
     }
     if (l.ok) {
         snprintf(s->user, sizeof s->user, "%s", l.user.name);
+        s->auth_method = method;
         s->state = S_COMMAND;
-        auth_penalty_success(s->srv->penalty, s->addr);
+        auth_success(s->srv->svc->db, s->addr);
         smtp_reply(s, SMTP_R_AUTH_OK);
         return;
     }
     log_warn("unknown[%s]: SASL %s authentication failed: user=<%.64s>", s->addr, method, login);
-    delay = auth_penalty_fail(s->srv->penalty, s->addr, ev_now_ms(s->srv->svc->ev));
+    delay = auth_fail(s->srv->svc->db, s->addr);
     s->state = S_AUTH_WAIT;
     conn_pause(s->conn);
     s->auth_delay = ev_timer_add(s->srv->svc->ev, delay, on_delay, s);

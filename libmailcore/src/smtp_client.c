@@ -36,11 +36,11 @@
 
 #define DEFAULT_TIMEOUT 30000
 #define DEFAULT_DATA_TIMEOUT 600000
-#define QUIT_TIMEOUT 5000  /* at most, for QUIT's reply */
-#define PIPE_WINDOW 100    /* commands in flight with PIPELINING */
-#define OUT_SIZE 65536     /* commands of one window; a chunk of the message */
-#define READ_CHUNK 16384   /* message bytes per pread (they expand at most 4x) */
-#define CMD_MAX 1024       /* one command line we send (AUTH PLAIN's is the longest) */
+#define QUIT_TIMEOUT 5000 /* at most, for QUIT's reply */
+#define PIPE_WINDOW 100   /* commands in flight with PIPELINING */
+#define OUT_SIZE 65536    /* commands of one window; a chunk of the message */
+#define READ_CHUNK 16384  /* message bytes per pread */
+#define CMD_MAX 1024      /* one command line we send (AUTH PLAIN's is the longest) */
 #define HELO_MAX 255
 
 enum {
@@ -70,9 +70,9 @@ struct smtp_client {
     void *trace_arg;
 
     struct smtp_io io;
-    int alive;        /* ready for a transaction */
-    int esmtp;        /* EHLO worked */
-    unsigned ext;     /* EXT_* from the last EHLO */
+    int alive;                   /* ready for a transaction */
+    int esmtp;                   /* EHLO worked */
+    unsigned ext;                /* EXT_* from the last EHLO */
     unsigned long long size_max; /* SIZE's limit; 0: none announced */
     char auth_offered[128];
     const char *auth_mech;
@@ -86,6 +86,7 @@ struct smtp_client {
     char in[READ_CHUNK];
 };
 
+/* clang-format off */
 static const char *const step_names[] = {
     [SMTP_CLIENT_STEP_CONNECT] = "connect",
     [SMTP_CLIENT_STEP_GREETING] = "greeting",
@@ -100,6 +101,7 @@ static const char *const step_names[] = {
     [SMTP_CLIENT_STEP_RSET] = "RSET",
     [SMTP_CLIENT_STEP_QUIT] = "QUIT",
 };
+/* clang-format on */
 
 const char *smtp_client_step_name(enum smtp_client_step step)
 {
@@ -304,8 +306,10 @@ static int read_reply(struct smtp_client *c, struct reply *r, uint64_t deadline,
         size_t len, tlen, el;
         int code;
 
-        if (smtp_io_read_line(&c->io, deadline, &line, &len) < 0) {
-            *malformed = strncmp(c->io.err, "a reply line longer", 19) == 0;
+        int rc = smtp_io_read_line(&c->io, deadline, &line, &len);
+
+        if (rc < 0) {
+            *malformed = rc == -2;
             return -1;
         }
         len -= line[len - 1] == '\n';
@@ -326,8 +330,8 @@ static int read_reply(struct smtp_client *c, struct reply *r, uint64_t deadline,
         }
         code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
         if (n > 0 && code != r->code) {
-            snprintf(c->io.err, sizeof c->io.err, "a reply whose lines disagree on the code (%d, %d)",
-                     r->code, code);
+            snprintf(c->io.err, sizeof c->io.err,
+                     "a reply whose lines disagree on the code (%d, %d)", r->code, code);
             *malformed = 1;
             return -1;
         }
@@ -468,14 +472,14 @@ static int do_connect(struct smtp_client *c, struct smtp_client_error *err)
     for (ai = res; ai != NULL; ai = ai->ai_next) {
         char addr[NI_MAXHOST];
 
-        if (getnameinfo(ai->ai_addr, ai->ai_addrlen, addr, sizeof addr, NULL, 0,
-                        NI_NUMERICHOST) != 0)
+        if (getnameinfo(ai->ai_addr, ai->ai_addrlen, addr, sizeof addr, NULL, 0, NI_NUMERICHOST) !=
+            0)
             snprintf(addr, sizeof addr, "?");
         snprintf(c->peer, sizeof c->peer, "%s[%s]:%d", c->host, addr, c->port);
         trace(c, "**", "connecting to %s", c->peer);
         tried++;
-        if (smtp_io_connect(&c->io, ai->ai_addr, ai->ai_addrlen,
-                            smtp_io_deadline(c->timeout_ms)) == 0)
+        if (smtp_io_connect(&c->io, ai->ai_addr, ai->ai_addrlen, smtp_io_deadline(c->timeout_ms)) ==
+            0)
             break;
         if (c->io.timed_out)
             snprintf(why, sizeof why, "connect to %s: timed out after %u ms", c->peer,
@@ -727,8 +731,8 @@ static int session_start(struct smtp_client *c, struct smtp_client_error *err)
         if (starttls(c, err) < 0 || ehlo(c, err) < 0)
             return -1;
     } else if (!c->tls) {
-        trace(c, "**", "no TLS: %s", c->disable_starttls ? "disable_starttls = yes"
-                                                         : "the relay offers no STARTTLS");
+        trace(c, "**", "no TLS: %s",
+              c->disable_starttls ? "disable_starttls = yes" : "the relay offers no STARTTLS");
     }
     if (c->user[0] != '\0' && auth(c, err) < 0)
         return -1;
@@ -750,8 +754,10 @@ static int check_cfg(struct smtp_client *c, struct smtp_client_error *err)
 {
     if (strlen(c->user) > SMTP_CLIENT_CRED_MAX || strlen(c->password) > SMTP_CLIENT_CRED_MAX) {
         set_err(err, SMTP_CLIENT_TEMP, SMTP_CLIENT_STEP_AUTH, "4.3.5",
-                "mailserver_user, mailserver_password", "mailserver_user or mailserver_password "
-                "is longer than %d bytes", SMTP_CLIENT_CRED_MAX);
+                "mailserver_user, mailserver_password",
+                "mailserver_user or mailserver_password "
+                "is longer than %d bytes",
+                SMTP_CLIENT_CRED_MAX);
         return -1;
     }
     if (c->helo[0] == '\0' || strlen(c->helo) > HELO_MAX) {
@@ -909,10 +915,10 @@ const char *smtp_client_auth_mech(const struct smtp_client *c)
 /* Transactions. */
 
 enum rcpt_state {
-    RS_PENDING,  /* to be sent, or sent and not answered */
-    RS_SKIP,     /* refused before sending (rcpt_err says why) */
-    RS_OK,       /* RCPT accepted */
-    RS_FAIL,     /* RCPT refused (rcpt_err says why) */
+    RS_PENDING, /* to be sent, or sent and not answered */
+    RS_SKIP,    /* refused before sending (rcpt_err says why) */
+    RS_OK,      /* RCPT accepted */
+    RS_FAIL,    /* RCPT refused (rcpt_err says why) */
 };
 
 struct txn {
@@ -923,8 +929,8 @@ struct txn {
     struct smtp_client_error *rcpt_err;
     unsigned long long size;
     int eightbit, utf8;
-    int mail_ok;          /* -1 unknown */
-    int data_go;          /* 354 */
+    int mail_ok; /* -1 unknown */
+    int data_go; /* 354 */
     size_t accepted;
     struct smtp_client_error fail; /* MAIL's or DATA's failure */
     int failed;
@@ -978,8 +984,8 @@ static int measure(struct smtp_client *c, int fd, size_t size, struct txn *t,
         while (done < (size_t)r) {
             size_t outlen;
 
-            done += smtp_dot_encode(&d, c->in + done, (size_t)r - done, c->out, sizeof c->out,
-                                    &outlen);
+            done +=
+                smtp_dot_encode(&d, c->in + done, (size_t)r - done, c->out, sizeof c->out, &outlen);
             t->size += outlen;
         }
         off += (size_t)r;
@@ -1015,8 +1021,7 @@ static int precheck(struct smtp_client *c, struct txn *t, int fd, size_t size,
         } else if (eight && !(c->ext & EXT_SMTPUTF8)) {
             t->state[i] = RS_SKIP;
             set_err(&t->rcpt_err[i], SMTP_CLIENT_PERM, SMTP_CLIENT_STEP_RCPT, "5.6.7", NULL,
-                    "relay lacks SMTPUTF8: %s cannot take a non-ASCII recipient address",
-                    c->peer);
+                    "relay lacks SMTPUTF8: %s cannot take a non-ASCII recipient address", c->peer);
         } else {
             t->utf8 |= eight;
             usable++;
@@ -1163,9 +1168,8 @@ static int body(struct smtp_client *c, int fd, size_t size, struct smtp_client_e
         if (r <= 0) {
             /* A dot now would deliver half a message: hang up instead. */
             set_err(err, SMTP_CLIENT_TEMP, SMTP_CLIENT_STEP_DATA, "4.3.0", NULL,
-                    "message file: %s at byte %zu of %zu", r < 0 ? strerror(errno)
-                                                                  : "unexpected end",
-                    off, size);
+                    "message file: %s at byte %zu of %zu",
+                    r < 0 ? strerror(errno) : "unexpected end", off, size);
             smtp_io_close(&c->io);
             c->alive = 0;
             return -1;

@@ -20,8 +20,8 @@
 #define SMTP_IO_ERR_MAX 256
 
 struct smtp_io {
-    int fd;   /* -1 when closed */
-    SSL *ssl; /* NULL until TLS */
+    int fd;         /* -1 when closed */
+    SSL *ssl;       /* NULL until TLS */
     int tls_failed; /* a fatal TLS error: no close_notify then */
     int timed_out;  /* the last failure was a timeout */
     size_t in_off, in_len;
@@ -32,12 +32,12 @@ struct smtp_io {
 
 /* What a TLS handshake found, success or not. */
 struct smtp_tls_info {
-    int verify_failed;   /* the handshake failed because of verification */
-    long verify_code;    /* SSL_get_verify_result() */
-    char verify[256];    /* "ok" or OpenSSL's reason */
-    char summary[160];   /* "TLSv1.3 with cipher ... (256/256 bits)" */
-    char chain[4096];    /* lines, each ending in "\n" */
-    char names[256];     /* the leaf's names "localhost, 127.0.0.1" */
+    int verify_failed; /* the handshake failed because of verification */
+    long verify_code;  /* SSL_get_verify_result() */
+    char verify[256];  /* "ok" or OpenSSL's reason */
+    char summary[160]; /* "TLSv1.3 with cipher ... (256/256 bits)" */
+    char chain[4096];  /* lines, each ending in "\n" */
+    char names[256];   /* the leaf's names "localhost, 127.0.0.1" */
 };
 
 uint64_t smtp_io_now(void);                     /* monotonic ms */
@@ -48,8 +48,8 @@ void smtp_io_init(struct smtp_io *io);
 int smtp_io_connect(struct smtp_io *io, const struct sockaddr *sa, socklen_t salen,
                     uint64_t deadline);
 /* The next line: *line points to len bytes ending in LF, valid until the
- * next call.  -1 with io->err on timeout, EOF, error, or a line of more than
- * SMTP_CLIENT_LINE_MAX bytes. */
+ * next call.  -1 with io->err on timeout, EOF or error; -2 (io->err) for a
+ * line of more than SMTP_CLIENT_LINE_MAX bytes. */
 int smtp_io_read_line(struct smtp_io *io, uint64_t deadline, const char **line, size_t *len);
 /* All of buf, or -1 with io->err. */
 int smtp_io_write(struct smtp_io *io, const void *buf, size_t len, uint64_t deadline);
@@ -67,8 +67,8 @@ void smtp_io_close(struct smtp_io *io);
 /* DATA: CRLF normalisation and dot-stuffing, state kept across chunks. */
 
 struct smtp_dot {
-    int bol;  /* the next byte starts a line */
-    int cr;   /* a CR waits to see whether LF follows */
+    int bol;   /* the next byte starts a line */
+    int cr;    /* a CR waits to see whether LF follows */
     int stuff; /* double leading dots (0: measure the message as is) */
 };
 

@@ -10,6 +10,8 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -85,7 +87,7 @@ static int io_wait(struct smtp_io *io, short events, uint64_t deadline)
 int smtp_io_connect(struct smtp_io *io, const struct sockaddr *sa, socklen_t salen,
                     uint64_t deadline)
 {
-    int fd, soerr = 0;
+    int fd, soerr = 0, one = 1;
     socklen_t len = sizeof soerr;
 
     io->timed_out = 0;
@@ -93,6 +95,9 @@ int smtp_io_connect(struct smtp_io *io, const struct sockaddr *sa, socklen_t sal
     if (fd < 0)
         return io_fail(io, "socket: %s", strerror(errno));
     io->fd = fd;
+    /* Every write is a whole batch (a pipelined window, a 64 KiB chunk):
+     * Nagle could only hold back the last one. */
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (connect(fd, sa, salen) == 0)
         return 0;
     if (errno != EINPROGRESS && errno != EINTR) {
@@ -118,7 +123,7 @@ static int tls_fail(struct smtp_io *io, const char *what, int e, int saved_errno
     io->tls_failed = 1;
     if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {
         ERR_clear_error();
-        if (saved_errno == 0)
+        if (saved_errno == 0 || saved_errno == EPIPE)
             return io_fail(io, "%s: connection closed by the relay", what);
         return io_fail(io, "%s: %s", what, strerror(saved_errno));
     }
@@ -197,7 +202,8 @@ int smtp_io_read_line(struct smtp_io *io, uint64_t deadline, const char **line, 
             return -1;
         io->in_len += (size_t)n;
     }
-    return io_fail(io, "a reply line longer than %d bytes", SMTP_CLIENT_LINE_MAX);
+    io_fail(io, "a reply line longer than %d bytes", SMTP_CLIENT_LINE_MAX);
+    return -2;
 }
 
 int smtp_io_write(struct smtp_io *io, const void *buf, size_t len, uint64_t deadline)

@@ -23,6 +23,7 @@
 #include "mailcore/conf.h"
 #include "mailcore/ev.h"
 #include "mailcore/notify.h"
+#include "mailcore/queue.h"
 #include "mailcore/service.h"
 #include "mailcore/store.h"
 #include "smtp_internal.h"
@@ -269,6 +270,9 @@ static void on_commit(struct ev_loop *ev, void *arg)
             s->errors = 0;
             smtp_reply(s, SMTP_R_QUEUED, s->qid);
         } else {
+            /* Not accepted: the relay must not send it either. */
+            if (srv->policy.submission)
+                queue_remove(conf_str(srv->svc->conf, "queue_directory"), s->qid);
             smtp_reply(s, SMTP_R_WRITE_ERROR);
         }
         smtp_session_reset(s);

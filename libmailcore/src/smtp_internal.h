@@ -53,6 +53,7 @@ struct smtp_session {
     char user[DB_NAME_MAX + 1];             /* AUTH: who is logged in */
     int auth_step;                          /* S_AUTH: what the next line is */
     char auth_login[DB_ADDR_MAX + 1];       /* AUTH LOGIN's user name */
+    const char *auth_method;                /* "PLAIN" or "LOGIN", for the log */
     struct ev_timer *auth_delay;
     uint32_t sent_mailbox;                  /* submission: the user's Sent */
     struct anvil_key ipkey;
@@ -98,7 +99,6 @@ struct smtp_server {
     size_t nbatch, capbatch;
     int commit_armed;
     int stopping;
-    struct auth_penalty *penalty;           /* failed AUTH delays */
 };
 
 /* smtp_session.c */

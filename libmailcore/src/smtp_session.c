@@ -268,8 +268,8 @@ static void cmd_mail(struct smtp_session *s, const struct smtp_cmd *cmd)
     s->mail_ms = ev_now_ms(s->srv->svc->ev);
     log_queue_id(s->qid);
     if (s->user[0])
-        log_info("%s: client=unknown[%s], sasl_method=PLAIN, sasl_username=%s", s->qid, s->addr,
-                 s->user);
+        log_info("%s: client=unknown[%s], sasl_method=%s, sasl_username=%s", s->qid, s->addr,
+                 s->auth_method ? s->auth_method : "PLAIN", s->user);
     else
         log_info("%s: client=unknown[%s]", s->qid, s->addr);
     smtp_reply(s, SMTP_R_SENDER_OK);
@@ -495,7 +495,9 @@ static void command_line(struct smtp_session *s, const char *line, size_t len)
         smtp_reply(s, SMTP_R_BAD_SYNTAX);
         return;
     }
-    if (len + 2 > SMTP_CMD_LINE_MAX && cmd.verb != SMTP_MAIL && cmd.verb != SMTP_RCPT) {
+    if (len + 2 > (cmd.verb == SMTP_AUTH ? SMTP_AUTH_LINE_MAX
+                   : cmd.verb == SMTP_MAIL || cmd.verb == SMTP_RCPT ? SMTP_PARAM_LINE_MAX
+                                                                    : SMTP_CMD_LINE_MAX)) {
         s->n_commands++;
         smtp_reply(s, SMTP_R_LINE_TOO_LONG);
         return;
@@ -757,7 +759,11 @@ void smtp_server_accept(struct smtp_server *srv, int fd, const char *addr, int i
     s->ipkey = ip;
     s->srv = srv;
     snprintf(s->addr, sizeof s->addr, "%s", addr);
-    s->conn = conn_new(srv->svc->ev, fd, SMTP_PARAM_LINE_MAX, on_conn, s);
+    /* AUTH lines may be 12288 octets (RFC 4954); others are bounded again
+     * per command in command_line(). */
+    s->conn = conn_new(srv->svc->ev, fd,
+                       srv->policy.submission ? SMTP_AUTH_LINE_MAX : SMTP_PARAM_LINE_MAX, on_conn,
+                       s);
     if (s->conn == NULL) {
         if (s->counted)
             uncount(srv, &s->ipkey);
@@ -797,11 +803,6 @@ struct smtp_server *smtp_server_new(struct service *svc, const struct smtp_polic
     srv->rcpt_limit = (size_t)conf_uint(c, "smtpd_recipient_limit");
     srv->error_limit = (unsigned)conf_uint(c, "smtpd_hard_error_limit");
     srv->junk_limit = (unsigned)conf_uint(c, "smtpd_junk_command_limit");
-    srv->penalty = auth_penalty_new(1024);
-    if (srv->penalty == NULL) {
-        free(srv);
-        return NULL;
-    }
     srv->idle_ms = conf_uint(c, "smtpd_timeout") * 1000;
     srv->session_ms = conf_uint(c, "smtpd_session_timeout") * 1000;
     srv->conn_limit = (size_t)conf_uint(c, "smtpd_connection_limit");
@@ -828,6 +829,5 @@ void smtp_server_free(struct smtp_server *srv)
     while (srv->sessions)
         smtp_session_free(srv->sessions);
     free(srv->batch);
-    auth_penalty_free(srv->penalty);
     free(srv);
 }

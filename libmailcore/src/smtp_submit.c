@@ -106,13 +106,43 @@ enum smtp_reply_id smtp_submit_sender(struct smtp_session *s, const struct smtp_
     return SMTP_R_NONE;
 }
 
-/* The addr-specs of an address-list header value, one at a time. */
+/*
+ * A header value with its comments removed (RFC 5322 CFWS: nested
+ * parentheses, quoted-pairs), quoted strings kept: "(The Boss) a@b" and
+ * "a@b (x)" both become plain addresses.
+ */
+static void strip_comments(const char *in, size_t len, struct mime_buf *out)
+{
+    int depth = 0, quote = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        char c = in[i];
+        if (c == '\\' && i + 1 < len && (quote || depth)) {
+            if (!depth)
+                mime_buf_add(out, in + i, 2);
+            i++;
+        } else if (depth) {
+            depth += c == '(' ? 1 : c == ')' ? -1 : 0;
+        } else if (c == '"') {
+            quote = !quote;
+            mime_buf_addc(out, c);
+        } else if (c == '(' && !quote) {
+            depth = 1;
+            mime_buf_addc(out, ' ');
+        } else {
+            mime_buf_addc(out, c);
+        }
+    }
+}
+
+/* The next addr-spec of a comment-free address list; 0 at the end. */
 static int next_address(const char **pp, const char *end, char *out, size_t outsz)
 {
     const char *p = *pp, *start, *lt = NULL, *gt = NULL;
-    int quote = 0, depth = 0;
+    int quote = 0;
 
-    while (p < end && (*p == ',' || *p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+    while (p < end && (*p == ',' || *p == ';' || *p == ' ' || *p == '\t' || *p == '\r' ||
+                       *p == '\n'))
         p++;
     if (p >= end)
         return 0;
@@ -125,18 +155,14 @@ static int next_address(const char **pp, const char *end, char *out, size_t outs
                 quote = 0;
         } else if (*p == '"') {
             quote = 1;
-        } else if (*p == '(') {
-            depth++;
-        } else if (*p == ')' && depth > 0) {
-            depth--;
-        } else if (depth == 0 && *p == '<') {
+        } else if (*p == '<') {
             lt = p;
-        } else if (depth == 0 && *p == '>' && lt) {
+        } else if (*p == '>' && lt) {
             gt = p;
-        } else if (depth == 0 && (*p == ',' || *p == ';')) {
+        } else if (*p == ',' || *p == ';') {
             break;
-        } else if (depth == 0 && *p == ':' && !lt) {
-            start = p + 1;              /* group display name */
+        } else if (*p == ':' && !lt) {
+            start = p + 1;              /* "group:" display name */
         }
     }
     *pp = p;
@@ -150,12 +176,6 @@ static int next_address(const char **pp, const char *end, char *out, size_t outs
         start++;
     while (end > start && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r' || end[-1] == '\n'))
         end--;
-    /* Drop a trailing comment: "a@b (Alice)". */
-    for (const char *q = start; q < end; q++)
-        if (*q == '(' || *q == ' ') {
-            end = q;
-            break;
-        }
     snprintf(out, outsz, "%.*s", (int)(end - start), start);
     lower(out);
     return 1;
@@ -163,55 +183,67 @@ static int next_address(const char **pp, const char *end, char *out, size_t outs
 
 struct from_check {
     const char *user;
-    char addrs[16][SMTP_PATH_MAX + 1];
-    size_t n;
-    int bad;                            /* index of the first foreign address + 1 */
+    const struct mime_msg *mime;
+    char bad[SMTP_PATH_MAX + 1];
+    size_t seen;
 };
 
+/* Every address of every From: field (all of them, however many). */
 static int tx_from(struct db_txn *txn, void *arg)
 {
     struct from_check *f = arg;
-    char owner[DB_NAME_MAX + 1];
+    struct mime_header h;
+    struct mime_buf clean;
+    char addr[SMTP_PATH_MAX + 1], owner[DB_NAME_MAX + 1];
+    size_t pos = 0;
+    int rc = 0;
 
-    f->bad = 0;
-    for (size_t i = 0; i < f->n && !f->bad; i++) {
-        int rc = db_address_resolve(txn, f->addrs[i], owner);
-        if (rc != 0 && rc != DB_NOTFOUND)
-            return rc;
-        if (rc != 0 || strcmp(owner, f->user) != 0)
-            f->bad = (int)i + 1;
+    f->bad[0] = '\0';
+    f->seen = 0;
+    mime_buf_init(&clean, 1 << 20);
+    while (rc == 0 && !f->bad[0] && mime_header_next(f->mime->root, &pos, &h)) {
+        const char *p, *end;
+        if (h.name_len != 4 || strncasecmp(h.name, "From", 4) != 0 || h.value == NULL)
+            continue;
+        mime_buf_reset(&clean);
+        strip_comments(h.value, h.value_len, &clean);
+        if (clean.failed) {
+            snprintf(f->bad, sizeof f->bad, "(unreadable)");
+            break;
+        }
+        p = clean.p ? clean.p : "";
+        end = p + clean.len;
+        while (next_address(&p, end, addr, sizeof addr)) {
+            if (addr[0] == '\0')
+                continue;
+            f->seen++;
+            rc = db_address_resolve(txn, addr, owner);
+            if (rc != 0 && rc != DB_NOTFOUND)
+                break;
+            if (rc != 0 || strcmp(owner, f->user) != 0) {
+                snprintf(f->bad, sizeof f->bad, "%s", addr);
+                rc = 0;
+                break;
+            }
+        }
     }
-    return 0;
+    mime_buf_free(&clean);
+    return rc;
 }
 
 /* Every From: address belongs to the user: 0, else -1 with the address. */
 static int check_from(struct smtp_session *s, const struct mime_msg *mime, char *bad,
                       size_t badsz)
 {
-    struct from_check f = {.user = s->user};
-    struct mime_header h;
-    const char *p, *end;
+    struct from_check f = {.user = s->user, .mime = mime};
     char err[256];
 
-    if (!mime_header_find(mime->root, "From", &h) || h.value == NULL) {
-        snprintf(bad, badsz, "(none)");
-        return -1;
-    }
-    p = h.value;
-    end = h.value + h.value_len;
-    while (f.n < 16 && next_address(&p, end, f.addrs[f.n], sizeof f.addrs[0]))
-        if (f.addrs[f.n][0])
-            f.n++;
-    if (f.n == 0) {
-        snprintf(bad, badsz, "(none)");
-        return -1;
-    }
     if (db_read(s->srv->svc->db, tx_from, &f, err, sizeof err) != 0) {
         snprintf(bad, badsz, "(lookup failed)");
         return -1;
     }
-    if (f.bad) {
-        snprintf(bad, badsz, "%s", f.addrs[f.bad - 1]);
+    if (f.bad[0] || f.seen == 0) {
+        snprintf(bad, badsz, "%s", f.seen ? f.bad : "(none)");
         return -1;
     }
     return 0;
@@ -235,8 +267,14 @@ static int type_allowed(const struct conf *c, const char *type)
 static int on_part(const struct mime_walk_info *info, void *arg)
 {
     struct attach_check *a = arg;
+    int attachment = info->attachment || info->disposition == MIME_DISP_ATTACHMENT;
 
-    if (!info->attachment || type_allowed(a->conf, info->type))
+    /* A part whose inside the parser's bounds left unread may hide anything. */
+    if ((info->part->flags & MIME_PART_LIMITED) && !type_allowed(a->conf, "*/*")) {
+        snprintf(a->type, sizeof a->type, "%s (nested too deep to check)", info->type);
+        return 1;
+    }
+    if (!attachment || type_allowed(a->conf, info->type))
         return 0;
     snprintf(a->type, sizeof a->type, "%s", info->type);
     return 1;
@@ -308,6 +346,14 @@ enum smtp_reply_id smtp_submit_finish(struct smtp_session *s, const char **arg)
         mime_free(mime);
         munmap(map, size);
         return SMTP_R_FROM_NOT_OWNED;
+    }
+    if ((mime->flags & (MIME_MSG_DEPTH_LIMIT | MIME_MSG_PARTS_LIMIT)) &&
+        !type_allowed(a.conf, "*/*")) {
+        snprintf(why, sizeof why, "(message too complex to check: more than %d parts or %d "
+                 "levels)", MIME_PARTS_MAX, MIME_DEPTH_MAX);
+        mime_free(mime);
+        munmap(map, size);
+        return SMTP_R_ATTACHMENT_REFUSED;
     }
     if (mime_walk(mime, on_part, &a) != 0) {
         snprintf(why, sizeof why, "%s", a.type);

@@ -1391,6 +1391,8 @@ class ImapDiff(unittest.TestCase):
         self.diff(Cmd('CREATE "Entw&APw-rfe"'), Cmd('LIST "" "Entw*"'),
                   Cmd('STATUS "Entw&APw-rfe" (MESSAGES)'), Cmd("LOGOUT"))
 
+    @unittest.skip("intended difference: mailcore follows RFC 3501 6.3.4 (the name stays as "
+                   "\\Noselect until its last child goes); Dovecot's Maildir keeps a normal mailbox")
     def test_delete_with_children(self):
         self.diff(Cmd("CREATE Parent"), Cmd("CREATE Parent/Child"), Cmd("DELETE Parent"), Cmd('LIST "" "Parent*"'),
                   Cmd("DELETE Parent/Child"), Cmd('LIST "" "Parent*"'), Cmd("LOGOUT"))
@@ -1493,6 +1495,8 @@ class ImapDiff(unittest.TestCase):
                   Cmd("FETCH 7 (BINARY.PEEK[1] BINARY.SIZE[1])"),
                   Cmd("LOGOUT"))
 
+    @unittest.skip("intended difference: mailcore decodes broken base64 leniently (skips "
+                   "what is not base64, as mail clients do); Dovecot answers NO [PARSE]")
     def test_fetch_binary_broken(self):
         self.diff(Cmd('APPEND INBOX () "11-Jan-2024 09:00:00 +0000" ', Lit(BROKEN_BASE64)),
                   Cmd("EXAMINE INBOX"), Cmd("FETCH 9 (BINARY.PEEK[2])"),

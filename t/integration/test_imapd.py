@@ -433,6 +433,10 @@ def tearDownModule():
         raise AssertionError(f"master exit status {status}")
 
 
+# Every user starts with these, subscribed (SPEC 6).
+STANDARD = {"INBOX", "Sent", "Drafts", "Trash", "Junk"}
+
+
 def stored_list(mc, user, mailbox="INBOX"):
     """`mailctl message list --json`."""
     return mc.message_list(user, mailbox)
@@ -1027,12 +1031,14 @@ class Mailboxes(ImapCase):
         c.ok("CREATE Projects")
         c.ok("SUBSCRIBE Projects")
         c.ok("SUBSCRIBE INBOX")
+        c.ok("CREATE Other")
         entries = {n: a for n, a, _ in list_entries(c.ok('LIST (SUBSCRIBED) "" "*"'))}
-        self.assertEqual(sorted(entries), ["INBOX", "Projects"])
+        # The five standard mailboxes are subscribed from the start.
+        self.assertEqual(sorted(entries), sorted(STANDARD | {"Projects"}))
         self.assertIn("\\Subscribed", entries["Projects"])
         plain = {n: a for n, a, _ in list_entries(c.ok('LIST "" "*" RETURN (SUBSCRIBED)'))}
         self.assertIn("\\Subscribed", plain["Projects"])
-        self.assertNotIn("\\Subscribed", plain["Sent"])
+        self.assertNotIn("\\Subscribed", plain["Other"])
 
     def test_list_return_special_use_and_status(self):
         name, addr = self.user()
@@ -1055,9 +1061,10 @@ class Mailboxes(ImapCase):
         c.ok("CREATE Folder")
         c.ok("CREATE Other")
         c.ok("SUBSCRIBE Folder")
-        self.assertEqual([n for n, _, _ in list_entries(c.ok('LSUB "" "*"'))], ["Folder"])
+        self.assertEqual({n for n, _, _ in list_entries(c.ok('LSUB "" "*"'))},
+                         STANDARD | {"Folder"})
         c.ok("UNSUBSCRIBE Folder")
-        self.assertEqual(list_entries(c.ok('LSUB "" "*"')), [])
+        self.assertEqual({n for n, _, _ in list_entries(c.ok('LSUB "" "*"'))}, STANDARD)
 
     def test_namespace_personal_with_slash(self):
         name, _ = self.user()
@@ -1083,13 +1090,17 @@ class Mailboxes(ImapCase):
         self.assertStatus(c.cmd("DELETE inbox"), "NO")
         self.assertIn("INBOX", [n for n, _, _ in list_entries(c.ok('LIST "" "*"'))])
 
-    def test_delete_with_children_refused_leaf_deleted(self):
+    def test_delete_with_children_leaves_noselect_name_until_last_child_goes(self):
+        # RFC 3501 6.3.4: the messages go, the name stays as \Noselect.
         name, _ = self.user()
         c = self.connect(login=name)
         c.ok("CREATE p/q")
-        self.assertStatus(c.cmd("DELETE p"), "NO")
-        c.ok("DELETE p/q")
         c.ok("DELETE p")
+        entries = {n: a for n, a, _ in list_entries(c.ok('LIST "" "p*"'))}
+        self.assertIn("\\Noselect", entries["p"])
+        self.assertStatus(c.cmd("SELECT p"), "NO")
+        self.assertStatus(c.cmd("DELETE p"), "NO", "NONEXISTENT")
+        c.ok("DELETE p/q")
         self.assertEqual(list_entries(c.ok('LIST "" "p*"')), [])
         self.assertStatus(c.cmd("DELETE p"), "NO", "NONEXISTENT")
 
@@ -1175,13 +1186,16 @@ class Mailboxes(ImapCase):
     def test_subscribe_unsubscribe(self):
         name, _ = self.user()
         c = self.connect(login=name)
-        c.ok("SUBSCRIBE Sent")
+        c.ok("CREATE Notes")
+        c.ok("SUBSCRIBE Notes")
         r = c.ok('LIST "" "*" RETURN (SUBSCRIBED)')
         subs = {n for n, a, _ in list_entries(r) if "\\Subscribed" in a}
-        self.assertEqual(subs, {"Sent"})
+        self.assertEqual(subs, STANDARD | {"Notes"})
+        c.ok("UNSUBSCRIBE Notes")
         c.ok("UNSUBSCRIBE Sent")
         r = c.ok('LIST "" "*" RETURN (SUBSCRIBED)')
-        self.assertEqual({n for n, a, _ in list_entries(r) if "\\Subscribed" in a}, set())
+        self.assertEqual({n for n, a, _ in list_entries(r) if "\\Subscribed" in a},
+                         STANDARD - {"Sent"})
 
     def test_status_items(self):
         name, addr = self.user()

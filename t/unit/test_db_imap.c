@@ -244,15 +244,56 @@ static void test_db_imap_subscriptions_cache_and_recent(void)
 
     setup(&f);
     CHECK_INT(db_write(f.db, subs_fn, &n, err, sizeof err), 0);
-    CHECK_INT(n, 2);
+    CHECK_INT(n, 6);    /* the five standard mailboxes are subscribed, and Lists/x */
     CHECK_INT(db_write(f.db, cache_fn, NULL, err, sizeof err), 0);
     CHECK_INT(db_write(f.db, recent_fn, &o, err, sizeof err), 0);
     CHECK_INT(o.mb.recent_uid, 7);
     teardown(&f);
 }
 
+struct fail {
+    uint64_t now;
+    uint32_t count;
+    int rc;
+};
+
+static int fail_fn(struct db_txn *txn, void *arg)
+{
+    struct fail *f = arg;
+
+    return db_authfail_note(txn, "192.0.2.7", f->now, 900, &f->count);
+}
+
+static int clear_fn(struct db_txn *txn, void *arg)
+{
+    struct fail *f = arg;
+
+    f->rc = db_authfail_clear(txn, "192.0.2.7");
+    return db_authfail_get(txn, "192.0.2.7", &f->count) == DB_NOTFOUND ? 0 : -1;
+}
+
+static void test_db_authfail_counts_expire_and_clear(void)
+{
+    struct fixture f;
+    struct fail a = {.now = 1000};
+
+    setup(&f);
+    CHECK_INT(db_write(f.db, fail_fn, &a, err, sizeof err), 0);
+    CHECK_INT(a.count, 1);
+    a.now = 1100;
+    CHECK_INT(db_write(f.db, fail_fn, &a, err, sizeof err), 0);
+    CHECK_INT(a.count, 2);
+    a.now = 1100 + 901;                 /* past the ttl: counting starts again */
+    CHECK_INT(db_write(f.db, fail_fn, &a, err, sizeof err), 0);
+    CHECK_INT(a.count, 1);
+    CHECK_INT(db_write(f.db, clear_fn, &a, err, sizeof err), 0);
+    CHECK_INT(a.rc, 0);
+    teardown(&f);
+}
+
 int main(void)
 {
+    RUN(test_db_authfail_counts_expire_and_clear);
     RUN(test_db_imap_flags_and_keywords_persist_and_bump_modseq);
     RUN(test_db_imap_expunge_frees_file_after_last_copy);
     RUN(test_db_imap_rename_keeps_id_and_delete_removes_messages);

@@ -193,7 +193,7 @@ static const struct {
     {L("a NOOP\n"), "a NOOP"},
     {L("a NOOP"), "a NOOP"},
     {L("a NOOP \r\n"), "a NOOP"},
-    {L("a  X  1   2 \r\n"), "a X 1 2"},
+    {L("a X  1   2 \r\n"), "a X 1 2"},        /* extra spaces between arguments */
     /* Quoted strings: unescaped, \" and \\ only. */
     {L("a LOGIN \"fred\" \"p\\\"w\\\\d\"\r\n"), "a LOGIN s:fred s:p\"w\\x5cd"},
     {L("a LOGIN \"\" \"(x) {3} %*\"\r\n"), "a LOGIN s: s:(x) {3} %*"},
@@ -269,6 +269,7 @@ static const struct {
     {L(""), "empty", NULL},
     {L("a\r\n"), "missing command name", "a"},
     {L("a \r\n"), "missing command name", "a"},
+    {L("a  NOOP\r\n"), "invalid command name", "a"},     /* one SP after the tag */
     {L("* NOOP\r\n"), "invalid tag", NULL},
     {L("+ NOOP\r\n"), "invalid tag", NULL},
     {L("a+ NOOP\r\n"), "invalid tag", NULL},

@@ -6,11 +6,11 @@
  * accepts any hash libcrypt knows (SHA-512-crypt "$6$" too).  Comparison is
  * constant-time.  Passwords never appear in logs or error texts.
  *
- * auth_penalty keeps a bounded table of client addresses with recent
- * failures; the delay before answering a failed login grows with their
- * count (250 ms doubling up to AUTH_DELAY_MAX_MS) and the entry expires
- * after AUTH_PENALTY_TTL seconds without failures.  The table has a fixed
- * number of slots, so an attacker with many addresses cannot grow it.
+ * Failed logins are counted per client address in LMDB, so that every
+ * smtpd, submitd and imapd process sees the same count (auth_fail); the
+ * delay before answering grows with it (250 ms doubling up to
+ * AUTH_DELAY_MAX_MS) and the count expires after AUTH_PENALTY_TTL seconds
+ * without failures.
  */
 #ifndef MAILCORE_AUTH_H
 #define MAILCORE_AUTH_H
@@ -45,16 +45,20 @@ int auth_password_read(FILE *in, int from_stdin, char *buf, size_t len, char *er
 /* Addresses are keyed on their first 64 bytes; NULL or "" count as "-".
  * Time is the caller's (a monotonic clock in ms): nothing here reads one.
  * When the table is full, the entry whose last failure is oldest goes. */
-struct auth_penalty;
-/* NULL (EINVAL) for 0 slots, or ENOMEM. */
-struct auth_penalty *auth_penalty_new(size_t slots);
-void auth_penalty_free(struct auth_penalty *p);
-/* Record a failure from addr (text form) and return the delay in ms to
- * apply before answering it: 250, 500, 1000, ... for the 1st, 2nd, 3rd
- * failure, capped at AUTH_DELAY_MAX_MS. */
-uint64_t auth_penalty_fail(struct auth_penalty *p, const char *addr, uint64_t now_ms);
-void auth_penalty_success(struct auth_penalty *p, const char *addr);
-/* Failures from addr not yet expired; 0 when none. */
-unsigned auth_penalty_count(struct auth_penalty *p, const char *addr, uint64_t now_ms);
+struct db;
+
+/* The delay before answering the count-th failure from one address:
+ * 250 ms doubling per failure, at most AUTH_DELAY_MAX_MS. */
+uint64_t auth_delay_ms(uint32_t count);
+
+/*
+ * Failed logins per client address, shared by every process through LMDB
+ * (db_authfail_*): auth_fail() notes one and returns the delay to wait
+ * before answering; auth_success() forgets the address (one read
+ * transaction when there is nothing to forget).  An entry expires
+ * AUTH_PENALTY_TTL seconds after its last failure.
+ */
+uint64_t auth_fail(struct db *db, const char *addr);
+void auth_success(struct db *db, const char *addr);
 
 #endif

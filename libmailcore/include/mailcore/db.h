@@ -53,6 +53,7 @@ enum db_special {
     DB_SPECIAL_TRASH = 1 << 2,
     DB_SPECIAL_JUNK = 1 << 3,
     DB_SPECIAL_ARCHIVE = 1 << 4,
+    DB_SPECIAL_NOSELECT = 1 << 8,   /* deleted while it had children: a name only */
 };
 
 /* System flags of a message. */
@@ -233,6 +234,9 @@ int db_mailbox_delete(struct db_txn *txn, const char *user, const char *name,
 /* Rename one mailbox (its id, uidvalidity and messages stay).  DB_NOTFOUND,
  * DB_EXISTS (the new name is taken). */
 int db_mailbox_rename(struct db_txn *txn, const char *user, const char *from, const char *to);
+/* Set or clear DB_SPECIAL_NOSELECT: the mailbox's messages go when set. */
+int db_mailbox_set_noselect(struct db_txn *txn, const char *user, const char *name, int on,
+                            void (*file_dead)(uint64_t file_id, void *arg), void *arg);
 
 /* Keyword name -> bit index in the mailbox; with create, a new keyword takes
  * the next free index.  0 (index in *index), DB_NOTFOUND, or -1 (all
@@ -245,6 +249,19 @@ int db_keyword_foreach(struct db_txn *txn, uint32_t mailbox_id,
 int db_subscription_set(struct db_txn *txn, const char *user, const char *name, int on);
 int db_subscription_foreach(struct db_txn *txn, const char *user,
                             int (*cb)(const char *name, void *arg), void *arg);
+
+/*
+ * Failed logins per client address, shared by every process: note one
+ * (the count restarts when the last failure is older than ttl seconds) and
+ * get the count in *count; clear the address after a successful login
+ * (DB_NOTFOUND when there was nothing to clear, so a caller can look with
+ * a read transaction first).  Expired entries are pruned as failures are
+ * noted, a few at a time, so the table stays small.
+ */
+int db_authfail_note(struct db_txn *txn, const char *addr, uint64_t now, uint64_t ttl,
+                     uint32_t *count);
+int db_authfail_get(struct db_txn *txn, const char *addr, uint32_t *count);
+int db_authfail_clear(struct db_txn *txn, const char *addr);
 
 /* Parsed-structure cache of a message file, for FETCH. */
 struct db_cache {

@@ -34,6 +34,10 @@ int queue_put(const char *queue_dir, const char *qid, const char *sender, const 
               const char *const *rcpts, size_t nrcpts, int fd, size_t size, char *err,
               size_t errlen);
 
+/* Take back an entry queue_put() made (its message was not accepted after
+ * all): envelope first, so no envelope is left without its message. */
+void queue_remove(const char *queue_dir, const char *qid);
+
 /* Make msg/ and env/ in queue_dir if missing.  0 or -1 (err). */
 int queue_init(const char *queue_dir, char *err, size_t errlen);
 

@@ -41,7 +41,8 @@
  *
  * Bounds: a reply line is at most SMTP_CLIENT_LINE_MAX bytes with its CRLF,
  * a reply at most SMTP_CLIENT_REPLY_LINES lines; more ends the session with
- * a protocol error.  The message is streamed from fd in 64 KiB chunks.
+ * a protocol error.  The message is streamed: 16 KiB preads from fd, writes
+ * of at most 64 KiB; nothing grows with the message or the recipient list.
  *
  * SIGPIPE is never raised: plain writes use send(MSG_NOSIGNAL), and TLS
  * runs over our own socket BIO that does the same, so the process need not
@@ -58,10 +59,10 @@
 
 #include <stddef.h>
 
-#define SMTP_CLIENT_LINE_MAX 4096    /* reply line, CRLF included */
-#define SMTP_CLIENT_REPLY_LINES 100  /* lines in one reply */
-#define SMTP_CLIENT_ADDR_MAX 254     /* an address without its <> (RFC 5321 path: 256) */
-#define SMTP_CLIENT_CRED_MAX 255     /* user name, password */
+#define SMTP_CLIENT_LINE_MAX 4096   /* reply line, CRLF included */
+#define SMTP_CLIENT_REPLY_LINES 100 /* lines in one reply */
+#define SMTP_CLIENT_ADDR_MAX 254    /* an address without its <> (RFC 5321 path: 256) */
+#define SMTP_CLIENT_CRED_MAX 255    /* user name, password */
 
 struct smtp_client_cfg {
     const char *host;            /* mailserver_host: name or address literal */
@@ -86,16 +87,16 @@ enum smtp_client_status {
 
 /* Where a failure happened (for "in reply to" and for a diagnosis). */
 enum smtp_client_step {
-    SMTP_CLIENT_STEP_CONNECT,  /* resolving, connecting */
+    SMTP_CLIENT_STEP_CONNECT, /* resolving, connecting */
     SMTP_CLIENT_STEP_GREETING,
     SMTP_CLIENT_STEP_EHLO,     /* EHLO or HELO */
     SMTP_CLIENT_STEP_STARTTLS, /* the command */
     SMTP_CLIENT_STEP_TLS,      /* the handshake and verification */
     SMTP_CLIENT_STEP_AUTH,
-    SMTP_CLIENT_STEP_MAIL,     /* also the checks before MAIL FROM */
+    SMTP_CLIENT_STEP_MAIL, /* also the checks before MAIL FROM */
     SMTP_CLIENT_STEP_RCPT,
-    SMTP_CLIENT_STEP_DATA,     /* the DATA command and the message */
-    SMTP_CLIENT_STEP_DOT,      /* the reply to the final dot */
+    SMTP_CLIENT_STEP_DATA, /* the DATA command and the message */
+    SMTP_CLIENT_STEP_DOT,  /* the reply to the final dot */
     SMTP_CLIENT_STEP_RSET,
     SMTP_CLIENT_STEP_QUIT,
 };
@@ -103,17 +104,17 @@ enum smtp_client_step {
 struct smtp_client_error {
     enum smtp_client_status status;
     enum smtp_client_step step;
-    int code;          /* the relay's reply code; 0 when it did not answer */
-    char enhanced[16]; /* RFC 3463: the relay's, else derived from the code
-                          ("4.0.0"), else ours ("4.4.1" connect, "4.4.2"
-                          lost connection or timeout, "4.7.5" TLS, "5.3.4"
-                          too big, "5.6.3" no 8BITMIME, "5.6.7" no SMTPUTF8) */
-    char reply[512];   /* the relay's reply, lines joined with " ", sanitised
-                          (a DSN's Diagnostic-Code); "" when there was none */
-    char text[512];    /* the reason, for a person: "relay h[a]:25 said: 550
-                          5.1.1 <x@y>: user unknown (in reply to RCPT TO)",
-                          "TLS certificate verification failed: unable to get
-                          local issuer certificate (h:25)", ... */
+    int code;            /* the relay's reply code; 0 when it did not answer */
+    char enhanced[16];   /* RFC 3463: the relay's, else derived from the code
+                            ("4.0.0"), else ours ("4.4.1" connect, "4.4.2"
+                            lost connection or timeout, "4.7.5" TLS, "5.3.4"
+                            too big, "5.6.3" no 8BITMIME, "5.6.7" no SMTPUTF8) */
+    char reply[512];     /* the relay's reply, lines joined with " ", sanitised
+                            (a DSN's Diagnostic-Code); "" when there was none */
+    char text[512];      /* the reason, for a person: "relay h[a]:25 said: 550
+                            5.1.1 <x@y>: user unknown (in reply to RCPT TO)",
+                            "TLS certificate verification failed: unable to get
+                            local issuer certificate (h:25)", ... */
     const char *setting; /* the setting most likely to fix it, e.g.
                             "relay_ca_file", or NULL (a static string) */
 };

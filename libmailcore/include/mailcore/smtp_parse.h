@@ -21,6 +21,7 @@
 
 #define SMTP_CMD_LINE_MAX 512       /* RFC 5321 4.5.3.1.4, CRLF included */
 #define SMTP_PARAM_LINE_MAX 2048    /* MAIL/RCPT with ESMTP parameters */
+#define SMTP_AUTH_LINE_MAX 12290    /* AUTH and its responses, RFC 4954 4 */
 #define SMTP_PATH_MAX 256           /* RFC 5321 4.5.3.1.3, brackets included */
 #define SMTP_DOMAIN_MAX 255
 
