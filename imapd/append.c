@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "imapd.h"
@@ -164,6 +165,65 @@ static int tx_keywords(struct db_txn *txn, void *arg)
     return db_message_update(txn, k->j->mb.id, k->uid, m.flags, bits, NULL);
 }
 
+struct sent_lookup {
+    const char *user;
+    char msgid[DB_MSGID_MAX + 1];
+    uint32_t mailbox, uid;
+    int found;
+};
+
+static int tx_sent(struct db_txn *txn, void *arg)
+{
+    struct sent_lookup *l = arg;
+    struct db_message m;
+    int rc = db_sentid_get(txn, l->user, l->msgid, (uint64_t)time(NULL), &l->mailbox, &l->uid);
+
+    if (rc == DB_NOTFOUND)
+        return 0;
+    if (rc != 0)
+        return rc;
+    l->found = db_message_get(txn, l->mailbox, l->uid, &m) == 0;
+    return 0;
+}
+
+/*
+ * Mail clients APPEND their own copy of a sent message to Sent, which
+ * submitd filed already: when the Message-ID matches a copy filed in this
+ * mailbox within DB_SENTID_TTL, answer with that copy's UID instead of
+ * storing a second one.  0 when answered so.
+ */
+static int already_filed(struct imap_session *s, struct append_job *j)
+{
+    struct sent_lookup l = {.user = s->user};
+    size_t size = (size_t)store_msg_size(j->msg);
+    int fd = store_msg_fd(j->msg);
+    struct mime_header h;
+    struct mime_msg *mime;
+    const char *lt, *gt;
+    char err[256];
+    void *map;
+
+    if (!(j->mb.special & DB_SPECIAL_SENT) || fd < 0 || size == 0 ||
+        (map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0)) == MAP_FAILED)
+        return -1;
+    mime = mime_parse(map, size);
+    if (mime && mime_header_find(mime->root, "Message-ID", &h) && h.value &&
+        (lt = memchr(h.value, '<', h.value_len)) != NULL &&
+        (gt = memchr(lt, '>', h.value_len - (size_t)(lt - h.value))) != NULL &&
+        (size_t)(gt - lt + 1) < sizeof l.msgid)
+        snprintf(l.msgid, sizeof l.msgid, "%.*s", (int)(gt - lt + 1), lt);
+    mime_free(mime);
+    munmap(map, size);
+    if (l.msgid[0] == '\0' || db_read(s->srv->svc->db, tx_sent, &l, err, sizeof err) != 0 ||
+        !l.found || l.mailbox != j->mb.id)
+        return -1;
+    log_info("APPEND of %s to %s/%s: already filed by submission as uid %u", l.msgid, s->user,
+             j->mb.name, l.uid);
+    imap_tagged(s, "OK", "[APPENDUID %u %u] Append completed (the copy submission filed)",
+                j->mb.uidvalidity, l.uid);
+    return 0;
+}
+
 void cmd_append(struct imap_session *s, int uid, const struct imap_arg *args, size_t nargs)
 {
     struct append_job *j = s->append;
@@ -173,6 +233,11 @@ void cmd_append(struct imap_session *s, int uid, const struct imap_arg *args, si
     s->append = NULL;
     if (j == NULL) {
         imap_tagged(s, "BAD", "Syntax: APPEND mailbox [(flags)] [date-time] literal");
+        imap_command_done(s);
+        return;
+    }
+    if (!j->failed && already_filed(s, j) == 0) {
+        append_job_free(j);
         imap_command_done(s);
         return;
     }

@@ -50,6 +50,11 @@
  *              value: v1 u32 failed logins, u64 unix time of the last one
  *              (shared by every smtpd/submitd/imapd process; see
  *              db_authfail_note)
+ *   sentids    key: user NUL Message-ID (as in the header, <...> included)
+ *              value: v1 u32 mailbox id, u32 uid, u64 unix time
+ *              (the Sent copies submitd filed lately, so that imapd can
+ *              answer a client's APPEND of the same message to Sent
+ *              without a second copy; pruned after DB_SENTID_TTL)
  *   cache      key: be64 file id
  *              value: v1 then three blobs, each u32 length and bytes: the
  *                     IMAP ENVELOPE, BODYSTRUCTURE and BODY of the file
@@ -95,6 +100,7 @@ static const struct {
     [DBX_MESSAGES] = {"messages", 0},   [DBX_FILES] = {"files", 0},
     [DBX_KEYWORDS] = {"keywords", 0},   [DBX_SUBSCRIPTIONS] = {"subscriptions", 0},
     [DBX_CACHE] = {"cache", 0},         [DBX_AUTHFAIL] = {"authfail", 0},
+    [DBX_SENTIDS] = {"sentids", 0},
 };
 
 static size_t initial_mapsize;

@@ -492,3 +492,85 @@ int db_mailbox_set_noselect(struct db_txn *txn, const char *user, const char *na
     }
     return dbx_mailbox_put(txn, &mb, 0);
 }
+
+/* Sent copies by Message-ID. */
+
+static size_t sentid_key(char *key, size_t max, const char *user, const char *msgid)
+{
+    size_t u = strlen(user), m = strlen(msgid);
+
+    if (u == 0 || u > DB_NAME_MAX || m == 0 || m > DB_MSGID_MAX || u + 1 + m > max)
+        return 0;
+    memcpy(key, user, u);
+    key[u] = '\0';
+    memcpy(key + u + 1, msgid, m);
+    return u + 1 + m;
+}
+
+struct sent_prune {
+    uint64_t now;
+    unsigned visits;
+};
+
+static int sent_prune_fn(struct db_txn *txn, const MDB_val *k, const MDB_val *v, int *del,
+                         void *arg)
+{
+    struct sent_prune *p = arg;
+    struct dbx_dec d;
+    uint64_t when;
+
+    (void)txn, (void)k;
+    if (++p->visits > AUTHFAIL_VISIT)
+        return PRUNE_STOP;
+    dbx_dec_init(&d, v, DBX_RECORD_V1);
+    (void)dbx_dec_u32(&d);
+    (void)dbx_dec_u32(&d);
+    when = dbx_dec_u64(&d);
+    if (dbx_dec_done(&d) != 0 || when + DB_SENTID_TTL < p->now)
+        *del = 1;
+    return 0;
+}
+
+int db_sentid_put(struct db_txn *txn, const char *user, const char *msgid, uint32_t mailbox_id,
+                  uint32_t uid, uint64_t now)
+{
+    char key[DB_NAME_MAX + 2 + DB_MSGID_MAX];
+    size_t klen = sentid_key(key, sizeof key, user, msgid);
+    struct sent_prune p = {now, 0};
+    struct dbx_enc e;
+    int rc;
+
+    if (klen == 0)
+        return 0;                       /* no usable Message-ID: nothing to remember */
+    rc = dbx_scan(txn, DBX_SENTIDS, "", 0, sent_prune_fn, &p);
+    if (rc != 0 && rc != PRUNE_STOP)
+        return rc;
+    dbx_enc_init(&e, DBX_RECORD_V1);
+    dbx_enc_u32(&e, mailbox_id);
+    dbx_enc_u32(&e, uid);
+    dbx_enc_u64(&e, now);
+    return dbx_put(txn, DBX_SENTIDS, key, klen, e.buf, e.len, 0);
+}
+
+int db_sentid_get(struct db_txn *txn, const char *user, const char *msgid, uint64_t now,
+                  uint32_t *mailbox_id, uint32_t *uid)
+{
+    char key[DB_NAME_MAX + 2 + DB_MSGID_MAX];
+    size_t klen = sentid_key(key, sizeof key, user, msgid);
+    struct dbx_dec d;
+    uint64_t when;
+    MDB_val v;
+    int rc;
+
+    if (klen == 0)
+        return DB_NOTFOUND;
+    if ((rc = dbx_get(txn, DBX_SENTIDS, key, klen, &v)) != 0)
+        return rc;
+    dbx_dec_init(&d, &v, DBX_RECORD_V1);
+    *mailbox_id = dbx_dec_u32(&d);
+    *uid = dbx_dec_u32(&d);
+    when = dbx_dec_u64(&d);
+    if (dbx_dec_done(&d) != 0)
+        return dbx_corrupt(txn, "sentids");
+    return when + DB_SENTID_TTL < now ? DB_NOTFOUND : 0;
+}

@@ -31,6 +31,7 @@ enum dbx_dbi {
     DBX_SUBSCRIPTIONS,
     DBX_CACHE,
     DBX_AUTHFAIL,
+    DBX_SENTIDS,
     DBX_COUNT
 };
 

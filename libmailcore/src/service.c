@@ -224,6 +224,13 @@ void service_session_close(struct service *svc)
     maybe_done(svc);
 }
 
+static service_pre_drop_cb *pre_drop;
+
+void service_set_pre_drop(service_pre_drop_cb *cb)
+{
+    pre_drop = cb;
+}
+
 void service_init(struct service *svc, const char *name, int argc, char **argv, unsigned flags)
 {
     const char *opt_c = NULL;
@@ -248,6 +255,8 @@ void service_init(struct service *svc, const char *name, int argc, char **argv, 
     open_tls(svc);
     if (flags & SERVICE_DB)
         open_store(svc);
+    if (pre_drop)
+        pre_drop(svc);
     r = privsep_drop(conf_str(svc->conf, "mail_creator"), err, sizeof err);
     if (r < 0)
         log_fatal("cannot drop privileges: %s", err);

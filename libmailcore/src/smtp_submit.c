@@ -280,9 +280,31 @@ static int on_part(const struct mime_walk_info *info, void *arg)
     return 1;
 }
 
+/* The Message-ID the final message carries, "<...>", into out. */
+static void message_id(struct smtp_session *s, const struct mime_msg *mime, time_t now,
+                       char *out, size_t outsz)
+{
+    struct mime_header h;
+    const char *p, *end, *gt;
+
+    if (!mime_header_find(mime->root, "Message-ID", &h) || h.value == NULL) {
+        snprintf(out, outsz, "<%s.%lld@%s>", s->qid, (long long)now, s->srv->hostname);
+        return;
+    }
+    p = h.value;
+    end = h.value + h.value_len;
+    while (p < end && *p != '<')
+        p++;
+    gt = p < end ? memchr(p, '>', (size_t)(end - p)) : NULL;
+    if (gt == NULL || (size_t)(gt - p + 1) >= outsz)
+        out[0] = '\0';
+    else
+        snprintf(out, outsz, "%.*s", (int)(gt - p + 1), p);
+}
+
 /* Our Received: and the missing Message-ID / Date, into hdr. */
-static int added_headers(struct smtp_session *s, const struct mime_msg *mime, char *hdr,
-                         size_t len)
+static int added_headers(struct smtp_session *s, const struct mime_msg *mime,
+                         const char *msgid, char *hdr, size_t len)
 {
     struct mime_header h;
     char date[64], tls[160] = "", tlsline[200] = "";
@@ -301,8 +323,7 @@ static int added_headers(struct smtp_session *s, const struct mime_msg *mime, ch
     if (n < 0 || (size_t)n >= len)
         return -1;
     if (!mime_header_find(mime->root, "Message-ID", &h))
-        n += snprintf(hdr + n, len - (size_t)n, "Message-ID: <%s.%lld@%s>\r\n", s->qid,
-                      (long long)now, s->srv->hostname);
+        n += snprintf(hdr + n, len - (size_t)n, "Message-ID: %s\r\n", msgid);
     if ((size_t)n < len && !mime_header_find(mime->root, "Date", &h))
         n += snprintf(hdr + n, len - (size_t)n, "Date: %s\r\n", date);
     return (size_t)n < len ? n : -1;
@@ -330,7 +351,7 @@ enum smtp_reply_id smtp_submit_finish(struct smtp_session *s, const char **arg)
     size_t size = (size_t)store_msg_size(s->msg);
     struct store_msg *final;
     struct mime_msg *mime;
-    char hdr[HEADER_MAX], err[256];
+    char hdr[HEADER_MAX], err[256], msgid[DB_MSGID_MAX + 1];
     void *map = MAP_FAILED;
     int n, fd = store_msg_fd(s->msg);
 
@@ -361,7 +382,8 @@ enum smtp_reply_id smtp_submit_finish(struct smtp_session *s, const char **arg)
         munmap(map, size);
         return SMTP_R_ATTACHMENT_REFUSED;
     }
-    n = added_headers(s, mime, hdr, sizeof hdr);
+    message_id(s, mime, time(NULL), msgid, sizeof msgid);
+    n = added_headers(s, mime, msgid, hdr, sizeof hdr);
     mime_free(mime);
     final = n < 0 ? NULL : store_msg_new(s->srv->svc->store, err, sizeof err);
     if (final == NULL || store_msg_write(final, hdr, (size_t)n) < 0 ||
@@ -378,6 +400,8 @@ enum smtp_reply_id smtp_submit_finish(struct smtp_session *s, const char **arg)
         store_msg_free(final);
         return SMTP_R_WRITE_ERROR;
     }
+    if (s->sent_mailbox && msgid[0])
+        store_msg_note_sent(final, s->user, msgid, s->sent_mailbox);
     store_msg_free(s->msg);
     s->msg = final;
     return SMTP_R_NONE;

@@ -75,6 +75,9 @@ struct store_msg {
     struct rcpt *rcpts;
     size_t nrcpt, cap;
     struct mime_buf cache[3];   /* IMAP ENVELOPE, BODYSTRUCTURE, BODY of the file */
+    char sent_user[DB_NAME_MAX + 1];
+    char sent_msgid[DB_MSGID_MAX + 1];
+    uint32_t sent_mailbox;
 };
 
 static void id_hex(char out[ID_HEX + 1], uint64_t id)
@@ -281,6 +284,14 @@ int store_msg_write(struct store_msg *m, const void *buf, size_t len)
 uint64_t store_msg_size(const struct store_msg *m)
 {
     return m->size;
+}
+
+void store_msg_note_sent(struct store_msg *m, const char *user, const char *msgid,
+                         uint32_t mailbox_id)
+{
+    snprintf(m->sent_user, sizeof m->sent_user, "%s", user);
+    snprintf(m->sent_msgid, sizeof m->sent_msgid, "%s", msgid);
+    m->sent_mailbox = mailbox_id;
 }
 
 int store_msg_fd(const struct store_msg *m)
@@ -576,6 +587,10 @@ static int commit_txn(struct db_txn *txn, void *arg)
             if (rc != 0)
                 return rc;
             m->rcpts[j].uid = dm.uid;
+            if (m->sent_mailbox == m->rcpts[j].mailbox_id && m->sent_msgid[0] &&
+                (rc = db_sentid_put(txn, m->sent_user, m->sent_msgid, m->sent_mailbox, dm.uid,
+                                    (uint64_t)time(NULL))) != 0)
+                return rc;
         }
     }
     return 0;

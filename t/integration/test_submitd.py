@@ -1784,3 +1784,59 @@ class CrashSafety(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class SentAppendDedupe(unittest.TestCase):
+    """A client's own APPEND of a sent message to Sent (Thunderbird, Outlook)
+    does not leave a second copy: imapd answers with the copy submitd filed."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.mc = Instance(testd=("relayq",))
+        cls.mc.__enter__()
+        cls.mc.add_user("dd", "pw-dd")
+        cls.mc.add_user("rcv", "pw-rcv")
+        cls.mc.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.mc.__exit__(None, None, None)
+
+    def submit(self, msg):
+        s = smtplib.SMTP("127.0.0.1", int(self.mc.settings["submission_port"]), timeout=20)
+        s.login("dd", "pw-dd")
+        s.sendmail("dd@example.test", ["rcv@example.test"], msg)
+        s.quit()
+
+    def imap(self):
+        import imaplib
+        m = imaplib.IMAP4("127.0.0.1", int(self.mc.settings["imap_port"]), timeout=20)
+        m.login("dd", "pw-dd")
+        return m
+
+    def test_append_of_submitted_message_to_sent_answers_existing_uid(self):
+        msg = (b"From: dd@example.test\r\nTo: rcv@example.test\r\nSubject: once\r\n"
+               b"Message-ID: <once-1@client.example>\r\n\r\nbody\r\n")
+        self.submit(msg)
+        before = self.mc.message_list("dd", "Sent")
+        m = self.imap()
+        typ, data = m.append("Sent", "(\\Seen)", None, msg)
+        self.assertEqual(typ, "OK")
+        uid = int(re.search(rb"APPENDUID \d+ (\d+)", data[0]).group(1))
+        self.assertEqual(uid, before[-1]["uid"])
+        self.assertEqual(len(self.mc.message_list("dd", "Sent")), len(before))
+        m.logout()
+
+    def test_append_of_other_message_or_other_mailbox_is_stored(self):
+        msg = (b"From: dd@example.test\r\nTo: rcv@example.test\r\nSubject: twice\r\n"
+               b"Message-ID: <twice-1@client.example>\r\n\r\nbody\r\n")
+        self.submit(msg)
+        sent = len(self.mc.message_list("dd", "Sent"))
+        drafts = len(self.mc.message_list("dd", "Drafts"))
+        m = self.imap()
+        self.assertEqual(m.append("Drafts", None, None, msg)[0], "OK")
+        other = msg.replace(b"twice-1", b"twice-2")
+        self.assertEqual(m.append("Sent", None, None, other)[0], "OK")
+        self.assertEqual(len(self.mc.message_list("dd", "Drafts")), drafts + 1)
+        self.assertEqual(len(self.mc.message_list("dd", "Sent")), sent + 1)
+        m.logout()

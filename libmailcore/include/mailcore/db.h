@@ -263,6 +263,15 @@ int db_authfail_note(struct db_txn *txn, const char *addr, uint64_t now, uint64_
 int db_authfail_get(struct db_txn *txn, const char *addr, uint32_t *count);
 int db_authfail_clear(struct db_txn *txn, const char *addr);
 
+/* Sent copies filed by submitd, by Message-ID (see sentids in db.c). */
+#define DB_SENTID_TTL 900
+#define DB_MSGID_MAX 255
+int db_sentid_put(struct db_txn *txn, const char *user, const char *msgid, uint32_t mailbox_id,
+                  uint32_t uid, uint64_t now);
+/* DB_NOTFOUND unless filed within DB_SENTID_TTL seconds of now. */
+int db_sentid_get(struct db_txn *txn, const char *user, const char *msgid, uint64_t now,
+                  uint32_t *mailbox_id, uint32_t *uid);
+
 /* Parsed-structure cache of a message file, for FETCH. */
 struct db_cache {
     const char *envelope, *bodystructure, *body;   /* into LMDB: valid in the txn */

@@ -72,6 +72,15 @@ enum service_flags {
     SERVICE_DB = 1 << 0,            /* open the LMDB environment and the store */
 };
 
+/*
+ * An optional hook run by service_init() after step 3, while the daemon is
+ * still root (before the drop): for what only root may read besides the TLS
+ * key, e.g. relayq's mailserver_password_file.  svc->conf is loaded.  Set
+ * it before service_init(); NULL (the default) for none.
+ */
+typedef void service_pre_drop_cb(struct service *svc);
+void service_set_pre_drop(service_pre_drop_cb *cb);
+
 /* Steps 1-5 above; exits 1 with a log line on any failure. */
 void service_init(struct service *svc, const char *name, int argc, char **argv, unsigned flags);
 

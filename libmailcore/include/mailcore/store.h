@@ -56,6 +56,10 @@ void store_msg_set_internaldate(struct store_msg *m, time_t when);
  * twice gets one copy.  0, or -1 past STORE_RCPT_MAX. */
 int store_msg_add_rcpt(struct store_msg *m, uint32_t mailbox_id, uint32_t flags);
 size_t store_msg_nrcpt(const struct store_msg *m);
+/* Remember, in the commit, that the copy in mailbox_id (the user's Sent)
+ * has this Message-ID (db_sentid_put), for imapd's APPEND to Sent. */
+void store_msg_note_sent(struct store_msg *m, const char *user, const char *msgid,
+                         uint32_t mailbox_id);
 /* After a successful commit: the uid given in the i-th recipient mailbox
  * (in the order added), or 0 when that mailbox no longer existed at commit
  * time (its user was deleted), so the message was not delivered there. */
