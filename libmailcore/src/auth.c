@@ -29,6 +29,9 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <sys/random.h>
 
 #define AUTH_DELAY_BASE_MS 250
 
@@ -337,6 +340,58 @@ int auth_password_read(FILE *in, int from_stdin, char *buf, size_t len, char *er
     if (rc < 0)
         explicit_bzero(buf, len);
     return rc;
+}
+
+/* ---- cache of successful verifications --------------------------------- */
+
+struct cache_slot {
+    unsigned char key[32];
+    time_t expires;
+};
+
+static struct cache_slot cache[AUTH_CACHE_SLOTS];
+static unsigned char cache_secret[32];
+static int cache_ready;
+
+static int cache_key(const char *password, const char *hash, unsigned char key[32])
+{
+    unsigned int len = 32;
+    size_t hl = strlen(hash), pl = strlen(password);
+    unsigned char *buf;
+    int ok;
+
+    if (!cache_ready) {
+        if (getrandom(cache_secret, sizeof cache_secret, 0) != (ssize_t)sizeof cache_secret)
+            return -1;
+        cache_ready = 1;
+    }
+    if ((buf = malloc(hl + 1 + pl)) == NULL)
+        return -1;
+    memcpy(buf, hash, hl);
+    buf[hl] = '\0';
+    memcpy(buf + hl + 1, password, pl);
+    ok = HMAC(EVP_sha256(), cache_secret, sizeof cache_secret, buf, hl + 1 + pl, key, &len) != NULL;
+    explicit_bzero(buf, hl + 1 + pl);
+    free(buf);
+    return ok ? 0 : -1;
+}
+
+int auth_verify_cached(const char *password, const char *hash)
+{
+    unsigned char key[32];
+    struct cache_slot *slot;
+    time_t now = time(NULL);
+
+    if (cache_key(password, hash, key) < 0)
+        return auth_verify(password, hash);
+    slot = &cache[(key[0] | (unsigned)key[1] << 8) % AUTH_CACHE_SLOTS];
+    if (slot->expires > now && CRYPTO_memcmp(slot->key, key, sizeof key) == 0)
+        return 1;
+    if (!auth_verify(password, hash))
+        return 0;
+    memcpy(slot->key, key, sizeof key);
+    slot->expires = now + AUTH_CACHE_TTL;
+    return 1;
 }
 
 /* ---- failure delay ---------------------------------------------------- */

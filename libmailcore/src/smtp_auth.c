@@ -64,7 +64,7 @@ static int tx_login(struct db_txn *txn, void *arg)
         return 0;
     if (r != 0)
         return r;
-    l->ok = auth_verify(l->password, l->user.hash);
+    l->ok = auth_verify_cached(l->password, l->user.hash);
     return 0;
 }
 

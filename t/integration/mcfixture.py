@@ -144,6 +144,17 @@ class Instance:
                               capture_output=True, text=True, timeout=timeout)
 
     def start(self, wait_daemons=True):
+        try:
+            return self._start(wait_daemons)
+        except BaseException:
+            # setUp may fail here, and then no tearDown runs: stop what
+            # this instance started now, so nothing outlives the test.
+            log = self.read_log()
+            self.close()
+            self.read_log = lambda: log
+            raise
+
+    def _start(self, wait_daemons):
         """Start master (again, after stop(): the log is appended to)."""
         path = os.path.join(self.dir, "notify.sock")
         if os.path.exists(path):

@@ -349,6 +349,21 @@ static void test_auth_password_read_tty_rejects_mismatch_and_restores_echo(void)
 
 /* ---- failure delay ---------------------------------------------------- */
 
+static void test_auth_verify_cached_follows_password_changes(void)
+{
+    char h1[AUTH_HASH_MAX + 1], h2[AUTH_HASH_MAX + 1], err[256];
+
+    CHECK_INT(auth_hash("first-pw", h1, sizeof h1, err, sizeof err), 0);
+    CHECK_INT(auth_hash("second-pw", h2, sizeof h2, err, sizeof err), 0);
+    CHECK_INT(auth_verify_cached("first-pw", h1), 1);
+    CHECK_INT(auth_verify_cached("first-pw", h1), 1);      /* from the cache */
+    CHECK_INT(auth_verify_cached("wrong", h1), 0);
+    CHECK_INT(auth_verify_cached("wrong", h1), 0);         /* failures never cached */
+    /* The password changed: the old one must fail against the new hash. */
+    CHECK_INT(auth_verify_cached("first-pw", h2), 0);
+    CHECK_INT(auth_verify_cached("second-pw", h2), 1);
+}
+
 static void test_auth_delay_doubles_and_caps(void)
 {
     CHECK_INT(auth_delay_ms(0), 0);
@@ -376,5 +391,6 @@ int main(void)
     RUN(test_auth_password_read_tty_prompts_twice_without_echo);
     RUN(test_auth_password_read_tty_rejects_mismatch_and_restores_echo);
     RUN(test_auth_delay_doubles_and_caps);
+    RUN(test_auth_verify_cached_follows_password_changes);
     return check_done();
 }

@@ -32,6 +32,19 @@ int auth_hash(const char *password, char *out, size_t outlen, char *err, size_t 
 int auth_verify(const char *password, const char *hash);
 
 /*
+ * auth_verify() with a short-lived cache of successful verifications (as
+ * Dovecot's auth_cache): a login that succeeded within AUTH_CACHE_TTL
+ * seconds with the same password against the same hash is not hashed
+ * again.  The cache holds HMAC-SHA-256(process secret, hash NUL password),
+ * never the password; a new password means a new hash, which never
+ * matches, so a password change applies at once.  Failures are never
+ * cached.  Per process, AUTH_CACHE_SLOTS entries.
+ */
+#define AUTH_CACHE_SLOTS 1024
+#define AUTH_CACHE_TTL 300
+int auth_verify_cached(const char *password, const char *hash);
+
+/*
  * Read a password for mailctl: from a terminal, prompt twice without echo
  * and require both to match; otherwise (from_stdin, or stdin not a tty)
  * read one line.  0, or -1 with err (empty, too long, mismatch, EOF).
