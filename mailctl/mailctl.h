@@ -48,6 +48,10 @@ void ctl_load_conf(struct ctl *ctl);
  * made from now on belongs to it) and open LMDB and the store.  0 or -1. */
 int ctl_open_db(struct ctl *ctl);
 
+/* Drop to mail_creator (for the queue: every file touched or made belongs
+ * to it); 0 or -1 (error printed). */
+int ctl_drop_privs(struct ctl *ctl);
+
 /* Write s as a JSON string, quotes included. */
 void ctl_json_string(FILE *out, const char *s);
 
@@ -71,5 +75,11 @@ int cmd_check(struct ctl *ctl, int argc, char **argv);
 int cmd_status(struct ctl *ctl, int argc, char **argv);
 int cmd_reload(struct ctl *ctl, int argc, char **argv);
 int cmd_stop(struct ctl *ctl, int argc, char **argv);
+int cmd_queue_list(struct ctl *ctl, int argc, char **argv);
+int cmd_queue_flush(struct ctl *ctl, int argc, char **argv);
+int cmd_queue_delete(struct ctl *ctl, int argc, char **argv);
+int cmd_queue_hold(struct ctl *ctl, int argc, char **argv);
+int cmd_queue_release(struct ctl *ctl, int argc, char **argv);
+int cmd_relay_test(struct ctl *ctl, int argc, char **argv);
 
 #endif

@@ -62,6 +62,24 @@ const struct ctl_cmd ctl_cmds[] = {
     {"reload", "", "Make master re-read the configuration (a broken one is refused).",
      cmd_reload},
     {"stop", "", "Stop master and every daemon gracefully.", cmd_stop},
+    {"queue list", "[--json]",
+     "List the outbound queue in mailq's layout: queue id ('!' when held), size,\n"
+     "arrival time and sender, the last failure in parentheses, then the\n"
+     "recipients still pending; --json prints every recipient with its state.",
+     cmd_queue_list},
+    {"queue flush", "", "Make relayq try every deferred message now.", cmd_queue_flush},
+    {"queue delete", "ID|all", "Remove a message (or all) from the queue without a bounce.",
+     cmd_queue_delete},
+    {"queue hold", "ID", "Keep a message in the queue: relayq leaves it alone until released.",
+     cmd_queue_hold},
+    {"queue release", "ID", "Release a held message; relayq tries it at once.", cmd_queue_release},
+    {"relay test", "[ADDRESS]",
+     "Connect to the relay with exactly the configured settings and show the\n"
+     "dialogue, the TLS outcome, the certificate chain and its verification, and\n"
+     "whether AUTH works (never the password); with ADDRESS also send a short\n"
+     "test message from postmaster@email_domain to it.  Ends with a one-line\n"
+     "diagnosis and the setting to change; exit 0 only when everything worked.",
+     cmd_relay_test},
     {NULL, NULL, NULL, NULL},
 };
 
@@ -162,6 +180,16 @@ int ctl_open_db(struct ctl *ctl)
     ctl->store = store_open(ctl->db, dir, err, sizeof err);
     if (ctl->store == NULL)
         return ctl_fail("%s", err);
+    return 0;
+}
+
+int ctl_drop_privs(struct ctl *ctl)
+{
+    char err[1024];
+    const char *user = conf_str(ctl->conf, "mail_creator");
+
+    if (privsep_drop(user, err, sizeof err) < 0)
+        return ctl_fail("cannot become %s: %s", user, err);
     return 0;
 }
 

@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,7 +124,7 @@ int relayq_bounce(struct relayq *q, const struct queue_env *e)
     struct find_inbox f = {.user = e->user};
     struct out o = {0};
     struct store_msg *m;
-    char err[1024], nqid[LOG_QUEUE_ID_LEN + 1], date[64], arrival[64], *hdrs;
+    char err[1024] = "", nqid[LOG_QUEUE_ID_LEN + 1], date[64], arrival[64], *hdrs;
     size_t hlen;
     long long now = (long long)time(NULL);
     int r;
@@ -135,7 +136,8 @@ int relayq_bounce(struct relayq *q, const struct queue_env *e)
     r = db_read(q->svc->db, tx_inbox, &f, err, sizeof err);
     if (r == DB_NOTFOUND) {
         log_warn("%s: sender non-delivery notification: user %s or its INBOX is gone: "
-                 "dropped", e->id, e->user);
+                 "dropped",
+                 e->id, e->user);
         return 0;
     }
     if (r != 0) {
@@ -146,52 +148,55 @@ int relayq_bounce(struct relayq *q, const struct queue_env *e)
     rfc5322_date(now, date, sizeof date);
     rfc5322_date(e->created, arrival, sizeof arrival);
     hdrs = original_headers(q->queue_dir, e->id, &hlen);
-    put(&o, "Return-Path: <>\r\n"
-            "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n"
-            "To: <%s>\r\n"
-            "Subject: Undelivered Mail Returned to Sender\r\n"
-            "Date: %s\r\n"
-            "Message-ID: <%s.%lld@%s>\r\n"
-            "Auto-Submitted: auto-replied\r\n"
-            "MIME-Version: 1.0\r\n"
-            "Content-Type: multipart/report; report-type=delivery-status;\r\n"
-            "\tboundary=\"%s/%s\"\r\n"
-            "\r\n"
-            "This is a MIME-encapsulated message.\r\n"
-            "\r\n"
-            "--%s/%s\r\n"
-            "Content-Description: Notification\r\n"
-            "Content-Type: text/plain; charset=us-ascii\r\n"
-            "\r\n"
-            "This is the mail system at host %s.\r\n"
-            "\r\n"
-            "I'm sorry to have to inform you that your message could not\r\n"
-            "be delivered to one or more recipients. It's attached below.\r\n"
-            "\r\n"
-            "The mail system\r\n"
-            "\r\n",
+    put(&o,
+        "Return-Path: <>\r\n"
+        "From: Mail Delivery System <MAILER-DAEMON@%s>\r\n"
+        "To: <%s>\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\n"
+        "Date: %s\r\n"
+        "Message-ID: <%s.%lld@%s>\r\n"
+        "Auto-Submitted: auto-replied\r\n"
+        "MIME-Version: 1.0\r\n"
+        "Content-Type: multipart/report; report-type=delivery-status;\r\n"
+        "\tboundary=\"%s/%s\"\r\n"
+        "\r\n"
+        "This is a MIME-encapsulated message.\r\n"
+        "\r\n"
+        "--%s/%s\r\n"
+        "Content-Description: Notification\r\n"
+        "Content-Type: text/plain; charset=us-ascii\r\n"
+        "\r\n"
+        "This is the mail system at host %s.\r\n"
+        "\r\n"
+        "I'm sorry to have to inform you that your message could not\r\n"
+        "be delivered to one or more recipients. It's attached below.\r\n"
+        "\r\n"
+        "The mail system\r\n"
+        "\r\n",
         domain, e->sender, date, nqid, now, host, nqid, host, nqid, host, host);
     for (size_t i = 0; i < e->nrcpts; i++)
         if (e->rcpts[i].state == QUEUE_BOUNCED)
             put(&o, "<%s>: %s\r\n\r\n", e->rcpts[i].addr,
                 e->rcpts[i].why[0] ? e->rcpts[i].why : "delivery failed");
-    put(&o, "--%s/%s\r\n"
-            "Content-Description: Delivery report\r\n"
-            "Content-Type: message/delivery-status\r\n"
-            "\r\n"
-            "Reporting-MTA: dns; %s\r\n"
-            "X-Mailcore-Queue-ID: %s\r\n"
-            "X-Mailcore-Sender: rfc822; %s\r\n"
-            "Arrival-Date: %s\r\n",
+    put(&o,
+        "--%s/%s\r\n"
+        "Content-Description: Delivery report\r\n"
+        "Content-Type: message/delivery-status\r\n"
+        "\r\n"
+        "Reporting-MTA: dns; %s\r\n"
+        "X-Mailcore-Queue-ID: %s\r\n"
+        "X-Mailcore-Sender: rfc822; %s\r\n"
+        "Arrival-Date: %s\r\n",
         nqid, host, host, e->id, e->sender, arrival);
     for (size_t i = 0; i < e->nrcpts; i++) {
         const struct queue_rcpt *rc = &e->rcpts[i];
         if (rc->state != QUEUE_BOUNCED)
             continue;
-        put(&o, "\r\nFinal-Recipient: rfc822; %s\r\n"
-                "Original-Recipient: rfc822; %s\r\n"
-                "Action: failed\r\n"
-                "Status: %s\r\n",
+        put(&o,
+            "\r\nFinal-Recipient: rfc822; %s\r\n"
+            "Original-Recipient: rfc822; %s\r\n"
+            "Action: failed\r\n"
+            "Status: %s\r\n",
             rc->addr, rc->addr, rc->status[0] ? rc->status : "5.0.0");
         if (q->cfg.host[0])
             put(&o, "Remote-MTA: dns; %s\r\n", q->cfg.host);
@@ -200,12 +205,13 @@ int relayq_bounce(struct relayq *q, const struct queue_env *e)
         else if (rc->why[0])
             put(&o, "Diagnostic-Code: X-mailcore; %s\r\n", rc->why);
     }
-    put(&o, "\r\n--%s/%s\r\n"
-            "Content-Description: Undelivered Message Headers\r\n"
-            "Content-Type: text/rfc822-headers\r\n"
-            "\r\n"
-            "%s"
-            "\r\n--%s/%s--\r\n",
+    put(&o,
+        "\r\n--%s/%s\r\n"
+        "Content-Description: Undelivered Message Headers\r\n"
+        "Content-Type: text/rfc822-headers\r\n"
+        "\r\n"
+        "%s"
+        "\r\n--%s/%s--\r\n",
         nqid, host, hdrs ? hdrs : "", nqid, host);
     free(hdrs);
     if (o.failed) {
@@ -215,12 +221,13 @@ int relayq_bounce(struct relayq *q, const struct queue_env *e)
     }
     m = store_msg_new(q->svc->store, err, sizeof err);
     if (m == NULL || store_msg_write(m, o.buf, o.len) < 0 || store_msg_add_rcpt(m, f.id, 0) < 0 ||
-        (store_msg_set_internaldate(m, (time_t)now), store_commit(q->svc->store, &m, 1, err,
-                                                                  sizeof err) < 0)) {
-        if (m == NULL || err[0] == '\0')
-            snprintf(err, sizeof err, "%s", m == NULL ? err : strerror(errno));
+        (store_msg_set_internaldate(m, (time_t)now),
+         store_commit(q->svc->store, &m, 1, err, sizeof err) < 0)) {
+        if (err[0] == '\0')
+            snprintf(err, sizeof err, "%s", strerror(errno));
         log_error("%s: sender non-delivery notification: %s", e->id, err);
-        store_msg_free(m);
+        if (m)
+            store_msg_free(m);
         free(o.buf);
         return -1;
     }

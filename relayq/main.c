@@ -69,6 +69,7 @@ static void on_sock(struct ev_loop *ev, int fd, int events, void *arg)
         buf[n] = '\0';
         if (strcmp(buf, "flush") == 0)
             q->flush = 1;
+        q->woken = 1;
     }
     relayq_scan_soon(q, 0);
 }

@@ -13,19 +13,20 @@
 #include "mailcore/queue.h"
 #include "mailcore/smtp_client.h"
 
-#define RELAYQ_WORKERS 4            /* delivery processes at once */
-#define RELAYQ_BATCH 20             /* queue entries per worker (one SMTP session) */
-#define RELAYQ_SCAN_SECONDS 60      /* periodic scan of env/ */
-#define RELAYQ_RETRY_MIN 60         /* first back-off, seconds; doubles */
+#define RELAYQ_WORKERS 4       /* delivery processes at once */
+#define RELAYQ_BATCH 20        /* queue entries per worker (one SMTP session) */
+#define RELAYQ_SCAN_SECONDS 60 /* periodic scan of env/ */
+#define RELAYQ_RETRY_MIN 60    /* first back-off, seconds; doubles */
 #define RELAYQ_RETRY_MAX 3600
+#define RELAYQ_YOUNG 5 /* seconds an unannounced new entry is left alone */
 #define RELAYQ_NO_RELAY "no relay configured: set mailserver_host"
 
 struct service;
 struct ev_timer;
 
 struct relayq_worker {
-    pid_t pid;                      /* 0: the slot is free (unless busy_until) */
-    long long busy_until;           /* after a crash: keep its entries until then */
+    pid_t pid;            /* 0: the slot is free (unless busy_until) */
+    long long busy_until; /* after a crash: keep its entries until then */
     size_t n;
     char ids[RELAYQ_BATCH][QUEUE_ID_MAX + 1];
 };
@@ -34,12 +35,13 @@ struct relayq {
     struct service *svc;
     const char *queue_dir;
     char sock_path[600];
-    int sock;                       /* wake-ups, or -1 */
-    struct ev_timer *timer;         /* the next scan */
-    int flush;                      /* next scan: every deferred entry is due */
+    int sock;               /* wake-ups, or -1 */
+    struct ev_timer *timer; /* the next scan */
+    int flush;              /* next scan: every deferred entry is due */
+    int woken;              /* next scan was asked for by a datagram */
     int stopping;
-    unsigned long long lifetime;    /* max_queue_lifetime, seconds */
-    struct smtp_client_cfg cfg;     /* the relay, from the configuration */
+    unsigned long long lifetime; /* max_queue_lifetime, seconds */
+    struct smtp_client_cfg cfg;  /* the relay, from the configuration */
     struct relayq_worker workers[RELAYQ_WORKERS];
 };
 

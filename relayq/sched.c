@@ -23,7 +23,7 @@
 #include "mailcore/service.h"
 #include "relayq.h"
 
-static uint64_t timer_at;       /* monotonic ms the scan timer fires at */
+static uint64_t timer_at; /* monotonic ms the scan timer fires at */
 
 static int owned(const struct relayq *q, const char *id, long long now)
 {
@@ -72,7 +72,7 @@ static void finish(struct relayq *q, const char *id)
     int lock = queue_lock(q->queue_dir, id, 0), r;
 
     if (lock < 0)
-        return;                 /* busy (mailctl) or gone: later */
+        return; /* busy (mailctl) or gone: later */
     r = queue_env_read(q->queue_dir, id, &e, err, sizeof err);
     if (r == 0 && queue_env_pending(&e) == 0) {
         int bounced = 0;
@@ -111,13 +111,12 @@ static void expire(struct relayq *q, const char *id, long long now)
         r->state = QUEUE_BOUNCED;
         if (r->status[0] == '\0' || r->status[0] == '4')
             snprintf(r->status, sizeof r->status, "4.4.7");
-        snprintf(why, sizeof why, "message expired after %llds in the queue%s%s",
-                 now - e.created, r->why[0] || e.reason[0] ? "; last failure: " : "",
-                 r->why[0] ? r->why : e.reason);
+        snprintf(why, sizeof why, "message expired after %llds in the queue%s%s", now - e.created,
+                 r->why[0] || e.reason[0] ? "; last failure: " : "", r->why[0] ? r->why : e.reason);
         queue_text_set(r->why, sizeof r->why, why);
         log_info("%s: to=<%s>, relay=none, delay=%lld, delays=%lld/0/0/0, dsn=%s, "
-                 "status=bounced (%s)", id, r->addr, now - e.created, now - e.created,
-                 r->status, r->why);
+                 "status=bounced (%s)",
+                 id, r->addr, now - e.created, now - e.created, r->status, r->why);
     }
     if (queue_env_write(q->queue_dir, &e, err, sizeof err) < 0)
         log_error("%s: %s", id, err);
@@ -142,8 +141,9 @@ static void no_relay(struct relayq *q, const char *id, long long now)
                 if (e.rcpts[i].state == QUEUE_PENDING) {
                     snprintf(e.rcpts[i].why, sizeof e.rcpts[i].why, "%s", RELAYQ_NO_RELAY);
                     log_info("%s: to=<%s>, relay=none, delay=%lld, delays=%lld/0/0/0, "
-                             "dsn=4.3.5, status=deferred (%s)", id, e.rcpts[i].addr,
-                             now - e.created, now - e.created, RELAYQ_NO_RELAY);
+                             "dsn=4.3.5, status=deferred (%s)",
+                             id, e.rcpts[i].addr, now - e.created, now - e.created,
+                             RELAYQ_NO_RELAY);
                 }
             if (queue_env_write(q->queue_dir, &e, err, sizeof err) < 0)
                 log_error("%s: %s", id, err);
@@ -156,10 +156,10 @@ static void no_relay(struct relayq *q, const char *id, long long now)
 struct scan {
     struct relayq *q;
     long long now;
-    long long next;                 /* earliest future event, unix time */
+    long long next; /* earliest future event, unix time */
     char (*due)[QUEUE_ID_MAX + 1];
     size_t ndue, cap;
-    int more;                       /* due entries left for a later round */
+    int more; /* due entries left for a later round */
 };
 
 static void at(struct scan *s, long long when)
@@ -180,7 +180,7 @@ static int scan_one(const char *id, void *arg)
     if (owned(q, id, s->now))
         return 0;
     if (queue_env_read(q->queue_dir, id, &e, err, sizeof err) != 0)
-        return 0;               /* gone meanwhile, or being written: next scan */
+        return 0; /* gone meanwhile, or being written: next scan */
     expires = e.created + (long long)q->lifetime;
     if (queue_env_pending(&e) == 0) {
         queue_env_free(&e);
@@ -197,6 +197,19 @@ static int scan_one(const char *id, void *arg)
         return 0;
     }
     at(s, expires);
+    /* submitd queues a message just before it commits it (and may take it
+     * back if the commit fails); it wakes us once committed.  A scan that no
+     * wake-up started leaves brand-new entries alone for a moment. */
+    if (!q->woken && !q->flush && s->now - e.created < RELAYQ_YOUNG) {
+        int fresh = 1;
+        for (size_t i = 0; i < e.nrcpts; i++)
+            fresh &= e.rcpts[i].attempts == 0;
+        if (fresh) {
+            at(s, e.created + RELAYQ_YOUNG);
+            queue_env_free(&e);
+            return 0;
+        }
+    }
     if (q->cfg.host[0] == '\0') {
         queue_env_free(&e);
         no_relay(q, id, s->now);
@@ -257,7 +270,9 @@ void relayq_scan(struct relayq *q)
     s.cap = free_slots * RELAYQ_BATCH;
     if (queue_foreach(q->queue_dir, scan_one, &s, err, sizeof err) < 0)
         log_error("%s", err);
-    q->flush = 0;
+    if (!s.more)
+        q->flush = 0; /* else the rest stays due for the next round */
+    q->woken = 0;
     for (size_t w = 0; w < RELAYQ_WORKERS && k < s.ndue; w++) {
         struct relayq_worker *wk = &q->workers[w];
         if (wk->pid != 0 || wk->busy_until > s.now)

@@ -50,7 +50,7 @@ struct session {
     struct smtp_client *c;
     struct smtp_client_error open_err;
     int open_failed;
-    double conn_time;               /* seconds spent setting up the session */
+    double conn_time; /* seconds spent setting up the session */
 };
 
 /* A live session, or NULL with s->open_err. */
@@ -127,7 +127,9 @@ static void deliver(struct session *s, const char *id, int fd)
         if (before < 0)
             before = 0;
         snprintf(r->status, sizeof r->status, "%s",
-                 x->enhanced[0] ? x->enhanced : x->status == SMTP_CLIENT_PERM ? "5.0.0" : "4.0.0");
+                 x->enhanced[0]                  ? x->enhanced
+                 : x->status == SMTP_CLIENT_PERM ? "5.0.0"
+                                                 : "4.0.0");
         queue_text_set(r->diag, sizeof r->diag, x->reply);
         r->attempts++;
         if (x->status == SMTP_CLIENT_OK) {
@@ -152,8 +154,9 @@ static void deliver(struct session *s, const char *id, int fd)
             }
         }
         log_info("%s: to=<%s>, relay=%s, delay=%.1f, delays=%.1f/0/%.1f/%.1f, dsn=%s, "
-                 "status=%s (%s)", id, r->addr, relay, delay, before, tconn, tsend, r->status,
-                 what, x->status == SMTP_CLIENT_OK ? x->reply : x->text);
+                 "status=%s (%s)",
+                 id, r->addr, relay, delay, before, tconn, tsend, r->status, what,
+                 x->status == SMTP_CLIENT_OK ? x->reply : x->text);
     }
     for (size_t i = 0; i < e.nrcpts; i++)
         bounced += e.rcpts[i].state == QUEUE_BOUNCED;
@@ -192,7 +195,7 @@ void relayq_worker_run(struct relayq *q, struct relayq_worker *w)
     for (size_t i = 0; i < w->n; i++) {
         int lock = queue_lock(q->queue_dir, w->ids[i], 0);
         if (lock < 0)
-            continue;           /* another process has it, or it is gone */
+            continue; /* another process has it, or it is gone */
         deliver(&s, w->ids[i], lock);
         close(lock);
     }

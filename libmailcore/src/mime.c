@@ -147,8 +147,7 @@ static int blank_line(const char *buf, size_t pos, size_t lim)
     return buf[pos] == '\n' || (buf[pos] == '\r' && pos + 1 < lim && buf[pos + 1] == '\n');
 }
 
-int mime_field_read(const char *buf, size_t pos, size_t lim, struct mime_header *h,
-                    size_t *next)
+int mime_field_read(const char *buf, size_t pos, size_t lim, struct mime_header *h, size_t *next)
 {
     size_t end, nl, colon, vstart, vend, name_end;
     const char *c;
@@ -264,7 +263,7 @@ int mime_header_unfold(const char *value, size_t len, struct mime_buf *out)
 struct boundary {
     char s[MIME_BOUNDARY_MAX];
     size_t len;
-    size_t owner;               /* part index */
+    size_t owner; /* part index */
 };
 
 /* Parsing state kept per part until the end, when it becomes pointers. */
@@ -280,7 +279,7 @@ struct parser {
     size_t cap;
     struct boundary stack[MIME_DEPTH_MAX];
     size_t nb;
-    int no_more_parts;          /* MIME_PARTS_MAX reached: boundaries are ignored */
+    int no_more_parts; /* MIME_PARTS_MAX reached: boundaries are ignored */
     int nomem;
     struct mime_buf tmp, store;
     struct mime_params params;
@@ -330,8 +329,7 @@ static size_t part_new(struct parser *ps, size_t parent, size_t off)
         else
             ps->links[pl->last].next = i;
         pl->last = i;
-        if (msg->parts[parent].flags & MIME_PART_MIME &&
-            msg->parts[parent].kind == MIME_MULTIPART)
+        if (msg->parts[parent].flags & MIME_PART_MIME && msg->parts[parent].kind == MIME_MULTIPART)
             p->flags |= MIME_PART_MIME;
     }
     msg->nparts++;
@@ -452,10 +450,10 @@ static int pending_boundary(const struct parser *ps, size_t i, const struct hdr_
 
 /* Where a boundary line was met. */
 struct cut {
-    size_t bidx;        /* stack index */
-    size_t bline;       /* offset of the "--boundary" line */
-    int close;          /* "--boundary--" */
-    int newline;        /* a header gave up its last newline to the boundary */
+    size_t bidx;  /* stack index */
+    size_t bline; /* offset of the "--boundary" line */
+    int close;    /* "--boundary--" */
+    int newline;  /* a header gave up its last newline to the boundary */
 };
 
 /*
@@ -480,8 +478,7 @@ static enum hdr_end read_header(struct parser *ps, size_t i, size_t *pos, struct
             *pos = at;
             return HDR_EOF;
         }
-        if (!ps->no_more_parts &&
-            (c->bidx = boundary_at(ps, at, NULL, 0, &c->close)) != NONE) {
+        if (!ps->no_more_parts && (c->bidx = boundary_at(ps, at, NULL, 0, &c->close)) != NONE) {
             c->newline = nfields > 0 && last_nl > 0;
             p->hdr_len = (nfields == 0 ? p->hdr_off : at - last_nl) - p->hdr_off;
             p->flags |= MIME_PART_NO_EOH;
@@ -495,8 +492,8 @@ static enum hdr_end read_header(struct parser *ps, size_t i, size_t *pos, struct
             /* An empty body right before a boundary line: the empty line
              * goes with the boundary. */
             if (!ps->no_more_parts &&
-                (c->bidx = boundary_at(ps, after, own ? r->boundary : NULL, r->blen,
-                                       &c->close)) != NONE &&
+                (c->bidx = boundary_at(ps, after, own ? r->boundary : NULL, r->blen, &c->close)) !=
+                    NONE &&
                 c->bidx != PENDING) {
                 c->newline = 1;
                 p->hdr_len = at - p->hdr_off;
@@ -808,8 +805,7 @@ static struct mime_range range(size_t off, size_t len)
     return r;
 }
 
-int mime_section(const struct mime_msg *msg, const char *nums, size_t len,
-                 struct mime_section *out)
+int mime_section(const struct mime_msg *msg, const char *nums, size_t len, struct mime_section *out)
 {
     const struct mime_part *part = msg->root;
     size_t i = 0;
@@ -874,9 +870,8 @@ int mime_section(const struct mime_msg *msg, const char *nums, size_t len,
     return 0;
 }
 
-int mime_header_fields(const struct mime_msg *msg, struct mime_range hdr,
-                       const char *const *names, size_t nnames, int not,
-                       struct mime_buf *out)
+int mime_header_fields(const struct mime_msg *msg, struct mime_range hdr, const char *const *names,
+                       size_t nnames, int not, struct mime_buf *out)
 {
     size_t pos = hdr.off, lim = hdr.off + hdr.len, next;
     struct mime_header h;

@@ -18,12 +18,12 @@
 
 struct actx {
     struct mime_lex lx;
-    struct mime_buf str;        /* scratch */
-    struct mime_buf comment;    /* last comment */
+    struct mime_buf str;     /* scratch */
+    struct mime_buf comment; /* last comment */
     struct mime_addrs *out;
-    struct mime_addr a;         /* being built; unset fields are NIL */
+    struct mime_addr a; /* being built; unset fields are NIL */
     int invalid;
-    int full;                   /* MIME_ADDR_MAX entries: stop */
+    int full; /* MIME_ADDR_MAX entries: stop */
 };
 
 static struct mime_str keep(struct actx *c, const char *p, size_t n)

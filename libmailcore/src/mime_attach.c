@@ -66,7 +66,10 @@ static int filename_of(const struct mime_info *in, struct mime_buf *out)
         const char *name;
         int extended;
     } order[] = {
-        {1, "filename*", 1}, {1, "filename", 0}, {0, "name*", 1}, {0, "name", 0},
+        {1, "filename*", 1},
+        {1, "filename", 0},
+        {0, "name*", 1},
+        {0, "name", 0},
     };
 
     for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {

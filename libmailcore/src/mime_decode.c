@@ -169,12 +169,13 @@ int mime_decode_body(const struct mime_part *part, struct mime_buf *out, size_t 
 /* ---- charsets --------------------------------------------------------- */
 
 static const char *const iconv_ok[] = {
-    "iso-8859-2", "iso-8859-3", "iso-8859-4", "iso-8859-5", "iso-8859-6", "iso-8859-7",
-    "iso-8859-8", "iso-8859-9", "iso-8859-10", "iso-8859-13", "iso-8859-14", "iso-8859-15",
-    "iso-8859-16", "windows-1250", "windows-1251", "windows-1252", "windows-1253",
-    "windows-1254", "windows-1255", "windows-1256", "windows-1257", "windows-1258",
-    "cp1250", "cp1251", "cp1252", "koi8-r", "koi8-u", "gb2312", "gbk", "gb18030", "big5",
-    "shift_jis", "euc-jp", "iso-2022-jp", "euc-kr", "utf-16", "utf-16be", "utf-16le",
+    "iso-8859-2",   "iso-8859-3",   "iso-8859-4",   "iso-8859-5",   "iso-8859-6",   "iso-8859-7",
+    "iso-8859-8",   "iso-8859-9",   "iso-8859-10",  "iso-8859-13",  "iso-8859-14",  "iso-8859-15",
+    "iso-8859-16",  "windows-1250", "windows-1251", "windows-1252", "windows-1253", "windows-1254",
+    "windows-1255", "windows-1256", "windows-1257", "windows-1258", "cp1250",       "cp1251",
+    "cp1252",       "koi8-r",       "koi8-u",       "gb2312",       "gbk",          "gb18030",
+    "big5",         "shift_jis",    "euc-jp",       "iso-2022-jp",  "euc-kr",       "utf-16",
+    "utf-16be",     "utf-16le",
 };
 
 /* Copy valid UTF-8; each byte of an invalid sequence becomes U+FFFD. */
@@ -184,8 +185,11 @@ static void utf8_clean(const unsigned char *s, size_t len, struct mime_buf *out)
 
     while (i < len) {
         unsigned char c = s[i];
-        size_t n = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3
-                                : (c & 0xf8) == 0xf0 ? 4 : 0;
+        size_t n = c < 0x80             ? 1
+                   : (c & 0xe0) == 0xc0 ? 2
+                   : (c & 0xf0) == 0xe0 ? 3
+                   : (c & 0xf8) == 0xf0 ? 4
+                                        : 0;
         int ok = n > 0 && i + n <= len && c != 0;
 
         for (size_t k = 1; ok && k < n; k++)
@@ -193,8 +197,8 @@ static void utf8_clean(const unsigned char *s, size_t len, struct mime_buf *out)
         if (ok && n == 2 && c < 0xc2)
             ok = 0; /* overlong */
         if (ok && n == 3) {
-            unsigned cp = (unsigned)(c & 0x0f) << 12 | (unsigned)(s[i + 1] & 0x3f) << 6 |
-                          (s[i + 2] & 0x3f);
+            unsigned cp =
+                (unsigned)(c & 0x0f) << 12 | (unsigned)(s[i + 1] & 0x3f) << 6 | (s[i + 2] & 0x3f);
             ok = cp >= 0x800 && (cp < 0xd800 || cp > 0xdfff);
         }
         if (ok && n == 4) {
@@ -392,8 +396,8 @@ int mime_param_decode(const char *value, size_t len, int extended, struct mime_b
             mime_buf_addc(&raw, value[i]);
         }
     }
-    ret = mime_charset_to_utf8(q2 ? value : "", q2 ? (size_t)(q1 - value) : 0,
-                               raw.p ? raw.p : "", raw.len, out);
+    ret = mime_charset_to_utf8(q2 ? value : "", q2 ? (size_t)(q1 - value) : 0, raw.p ? raw.p : "",
+                               raw.len, out);
     if (raw.failed)
         ret = -1;
     mime_buf_free(&raw);

@@ -196,12 +196,22 @@ static int for_humans(struct mime_buf *out, const char *s, size_t len)
 
 /* ---- ENVELOPE --------------------------------------------------------- */
 
-enum env_field { E_DATE, E_SUBJECT, E_FROM, E_SENDER, E_REPLY_TO, E_TO, E_CC, E_BCC,
-                 E_IN_REPLY_TO, E_MESSAGE_ID, E_COUNT };
+enum env_field {
+    E_DATE,
+    E_SUBJECT,
+    E_FROM,
+    E_SENDER,
+    E_REPLY_TO,
+    E_TO,
+    E_CC,
+    E_BCC,
+    E_IN_REPLY_TO,
+    E_MESSAGE_ID,
+    E_COUNT
+};
 
 static const char *const env_names[E_COUNT] = {
-    "Date", "Subject", "From", "Sender", "Reply-To", "To", "Cc", "Bcc", "In-Reply-To",
-    "Message-ID",
+    "Date", "Subject", "From", "Sender", "Reply-To", "To", "Cc", "Bcc", "In-Reply-To", "Message-ID",
 };
 
 /* A header string with NUL bytes as U+FFFD. */
@@ -410,7 +420,7 @@ static int write_leaf(const struct mime_part *p, const struct mime_info *in, int
 
     if (msg) {
         mime_buf_adds(out, str_is(&in->store, in->subtype, "global") ? "\"message\" \"global\""
-                                                                   : "\"message\" \"rfc822\"");
+                                                                     : "\"message\" \"rfc822\"");
     } else if (!in->type.set) {
         mime_buf_adds(out, "\"text\" \"plain\"");
         text = 1;

@@ -46,8 +46,7 @@ int mime_buf_append_self(struct mime_buf *b, size_t off, size_t len);
 
 /* Read the field at pos, within [pos, lim).  0 at an empty line or at lim,
  * else 1 with h filled and *next after the field. */
-int mime_field_read(const char *buf, size_t pos, size_t lim, struct mime_header *h,
-                    size_t *next);
+int mime_field_read(const char *buf, size_t pos, size_t lim, struct mime_header *h, size_t *next);
 int mime_field_is(const struct mime_header *h, const char *name);
 
 /* ---- lexer (mime_lex.c) ----------------------------------------------- */
@@ -60,7 +59,7 @@ int mime_field_is(const struct mime_header *h, const char *name);
  */
 struct mime_lex {
     const unsigned char *p, *end;
-    struct mime_buf *comment;   /* gets the text of the last comment, or NULL */
+    struct mime_buf *comment; /* gets the text of the last comment, or NULL */
 };
 
 void mime_lex_init(struct mime_lex *lx, const char *s, size_t len, struct mime_buf *comment);
@@ -96,15 +95,15 @@ struct mime_params {
 int mime_params_parse(struct mime_lex *lx, int lenient, struct mime_params *out,
                       struct mime_buf *store);
 /* The first parameter of that name (case-insensitive), or NULL. */
-const struct mime_param *mime_params_get(const struct mime_params *ps,
-                                         const struct mime_buf *store, const char *name);
+const struct mime_param *mime_params_get(const struct mime_params *ps, const struct mime_buf *store,
+                                         const char *name);
 
 /* A part's Content-* data, with Dovecot's rules for repeated fields and for
  * parts that are not MIME (their Content-* fields are ignored). */
 struct mime_info {
-    int ct_ok;                      /* Content-Type parsed */
-    struct mime_str type, subtype;  /* set when the field exists (subtype maybe not) */
-    struct mime_params ctp;         /* parameters when ct_ok */
+    int ct_ok;                     /* Content-Type parsed */
+    struct mime_str type, subtype; /* set when the field exists (subtype maybe not) */
+    struct mime_params ctp;        /* parameters when ct_ok */
     struct mime_str cte, id, desc, md5, loc;
     struct mime_str disp;
     struct mime_params dispp;

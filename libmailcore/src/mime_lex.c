@@ -16,7 +16,7 @@
 /* 1: atext, 2: alphanumeric or 8-bit, 4: atext but a MIME tspecial. */
 static const unsigned char atext[256] = {
     ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1,
-    ['+'] = 1, ['-'] = 1, ['/'] = 4, ['='] = 4, ['?'] = 4, ['^'] = 1, ['_'] = 1,
+    ['+'] = 1, ['-'] = 1, ['/'] = 4, ['='] = 4, ['?'] = 4, ['^'] = 1,  ['_'] = 1,
     ['`'] = 1, ['{'] = 1, ['|'] = 1, ['}'] = 1, ['~'] = 1,
 };
 
@@ -343,13 +343,15 @@ static int lex_param(struct mime_lex *lx, struct mime_buf *key, struct mime_buf 
     } else if (*lx->p == '"') {
         ret = mime_lex_quoted(lx, value);
     } else if (*lx->p == '=') {
-        /* Broken but common: name==?utf-8?b?...?= */
-        const unsigned char *start = lx->p;
+        /* Broken but common: name==?utf-8?b?...?=  (Dovecot keeps it as a
+         * C string: up to a NUL) */
+        const unsigned char *start = lx->p, *nul;
 
         while (lx->p < lx->end && *lx->p != ';' && *lx->p != ' ' && *lx->p != '\t' &&
                *lx->p != '\r' && *lx->p != '\n')
             lx->p++;
-        add(value, start, lx->p);
+        nul = memchr(start, '\0', (size_t)(lx->p - start));
+        add(value, start, nul ? nul : lx->p);
     } else {
         ret = mime_lex_token(lx, value);
     }
@@ -383,7 +385,7 @@ struct rfc2231 {
     struct mime_str key, value;
     unsigned idx;
     int extended;
-    size_t seq;         /* arrival order, for a stable sort */
+    size_t seq; /* arrival order, for a stable sort */
 };
 
 static int cmp2231(const struct rfc2231 *a, const struct rfc2231 *b, const char *base)
@@ -418,8 +420,7 @@ static void push(struct mime_params *out, struct mime_str name, struct mime_str 
 }
 
 /* Merge the RFC 2231 pieces (sorted) into out. */
-static void merge2231(struct rfc2231 *r, size_t n, struct mime_params *out,
-                      struct mime_buf *store)
+static void merge2231(struct rfc2231 *r, size_t n, struct mime_params *out, struct mime_buf *store)
 {
     for (size_t i = 0, next; i < n; i = next) {
         int ok = 1, have_ext = 0;
@@ -568,8 +569,8 @@ int mime_params_parse(struct mime_lex *lx, int lenient, struct mime_params *out,
     return store->failed ? -1 : 0;
 }
 
-const struct mime_param *mime_params_get(const struct mime_params *ps,
-                                         const struct mime_buf *store, const char *name)
+const struct mime_param *mime_params_get(const struct mime_params *ps, const struct mime_buf *store,
+                                         const char *name)
 {
     size_t n = strlen(name);
 

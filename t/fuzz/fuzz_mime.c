@@ -80,8 +80,7 @@ static size_t imap_value(const char *s, size_t len, size_t i, int depth)
 
         while (j < len && s[j] >= '0' && s[j] <= '9')
             n = n * 10 + (size_t)(s[j++] - '0');
-        if (j + 3 > len || s[j] != '}' || s[j + 1] != '\r' || s[j + 2] != '\n' ||
-            n > len - j - 3)
+        if (j + 3 > len || s[j] != '}' || s[j + 1] != '\r' || s[j + 2] != '\n' || n > len - j - 3)
             abort();
         if (memchr(s + j + 3, '\0', n) != NULL)
             abort();
@@ -142,8 +141,7 @@ static void check_parts(const struct mime_msg *m, size_t len)
         for (c = p->child; c != NULL; prev = c, c = c->next) {
             if (c->parent != p || c->depth != p->depth + 1 || c < p)
                 abort();
-            if (c->hdr_off < p->body_off ||
-                c->body_off + c->body_len > p->body_off + p->body_len)
+            if (c->hdr_off < p->body_off || c->body_off + c->body_len > p->body_off + p->body_len)
                 abort();
             if (prev != NULL && c->hdr_off < prev->body_off + prev->body_len)
                 abort();
@@ -261,8 +259,7 @@ static void check_msg(const struct mime_msg *m, const uint8_t *data, size_t size
         if (h.field < m->buf || h.field + h.field_len > m->buf + m->len)
             abort();
     mime_buf_reset(&b);
-    mime_header_fields(m, (struct mime_range){m->root->hdr_off, m->root->hdr_len}, names, 2, 0,
-                       &b);
+    mime_header_fields(m, (struct mime_range){m->root->hdr_off, m->root->hdr_len}, names, 2, 0, &b);
     mime_buf_free(&b);
 }
 

@@ -94,50 +94,47 @@ static const struct mime_part *section(const struct fixture *f, const char *nums
 
 /* ---- messages --------------------------------------------------------- */
 
-static const char msg_simple_text[] =
-    "Return-Path: <alice@example.org>\n"
-    "Date: Mon, 7 Feb 1994 21:52:25 -0800 (PST)\n"
-    "From: Alice Smith <alice@example.org>\n"
-    "Subject: Lunch on Thursday?\n"
-    "To: Bob <bob@example.com>, carol@example.com\n"
-    "Cc: \"Dave, the Manager\" <dave@example.com>\n"
-    "Message-ID: <B27397-0100000@example.org>\n"
-    "In-Reply-To: <123@example.com>\n"
-    "MIME-Version: 1.0\n"
-    "Content-Type: text/plain; charset=UTF-8; format=flowed\n"
-    "Content-Transfer-Encoding: 8bit\n"
-    "\n"
-    "Hi Bob,\n"
-    "\n"
-    "how about the usual place?\n";
+static const char msg_simple_text[] = "Return-Path: <alice@example.org>\n"
+                                      "Date: Mon, 7 Feb 1994 21:52:25 -0800 (PST)\n"
+                                      "From: Alice Smith <alice@example.org>\n"
+                                      "Subject: Lunch on Thursday?\n"
+                                      "To: Bob <bob@example.com>, carol@example.com\n"
+                                      "Cc: \"Dave, the Manager\" <dave@example.com>\n"
+                                      "Message-ID: <B27397-0100000@example.org>\n"
+                                      "In-Reply-To: <123@example.com>\n"
+                                      "MIME-Version: 1.0\n"
+                                      "Content-Type: text/plain; charset=UTF-8; format=flowed\n"
+                                      "Content-Transfer-Encoding: 8bit\n"
+                                      "\n"
+                                      "Hi Bob,\n"
+                                      "\n"
+                                      "how about the usual place?\n";
 
-static const char msg_no_content_type[] =
-    "From: root@localhost\n"
-    "Subject: cron\n"
-    "Reply-To: ops@example.com\n"
-    "Sender: daemon@localhost\n"
-    "\n"
-    "output\n";
+static const char msg_no_content_type[] = "From: root@localhost\n"
+                                          "Subject: cron\n"
+                                          "Reply-To: ops@example.com\n"
+                                          "Sender: daemon@localhost\n"
+                                          "\n"
+                                          "output\n";
 
-static const char msg_alternative[] =
-    "From: news@example.com\n"
-    "To: undisclosed-recipients:;\n"
-    "Subject: =?UTF-8?Q?Caf=C3=A9_news?=\n"
-    "MIME-Version: 1.0\n"
-    "Content-Type: multipart/alternative; boundary=\"==alt==\"\n"
-    "\n"
-    "This is a multi-part message in MIME format.\n"
-    "--==alt==\n"
-    "Content-Type: text/plain; charset=\"us-ascii\"\n"
-    "Content-Transfer-Encoding: 7bit\n"
-    "\n"
-    "Plain text.\n"
-    "--==alt==\n"
-    "Content-Type: text/html; charset=\"utf-8\"\n"
-    "Content-Transfer-Encoding: quoted-printable\n"
-    "\n"
-    "<p>Caf=C3=A9</p>\n"
-    "--==alt==--\n";
+static const char msg_alternative[] = "From: news@example.com\n"
+                                      "To: undisclosed-recipients:;\n"
+                                      "Subject: =?UTF-8?Q?Caf=C3=A9_news?=\n"
+                                      "MIME-Version: 1.0\n"
+                                      "Content-Type: multipart/alternative; boundary=\"==alt==\"\n"
+                                      "\n"
+                                      "This is a multi-part message in MIME format.\n"
+                                      "--==alt==\n"
+                                      "Content-Type: text/plain; charset=\"us-ascii\"\n"
+                                      "Content-Transfer-Encoding: 7bit\n"
+                                      "\n"
+                                      "Plain text.\n"
+                                      "--==alt==\n"
+                                      "Content-Type: text/html; charset=\"utf-8\"\n"
+                                      "Content-Transfer-Encoding: quoted-printable\n"
+                                      "\n"
+                                      "<p>Caf=C3=A9</p>\n"
+                                      "--==alt==--\n";
 
 static const char msg_mixed_attachments[] =
     "From: Bob <bob@example.com>\n"
@@ -282,61 +279,56 @@ static const char msg_encoded_filenames[] =
     "data\n"
     "--b--\n";
 
-static const char msg_unterminated[] =
-    "Content-Type: multipart/mixed; boundary=b\n"
-    "\n"
-    "--b\n"
-    "Content-Type: text/plain\n"
-    "\n"
-    "one\n"
-    "--b\n"
-    "Content-Type: text/plain\n"
-    "\n"
-    "two, and no close-delimiter\n";
+static const char msg_unterminated[] = "Content-Type: multipart/mixed; boundary=b\n"
+                                       "\n"
+                                       "--b\n"
+                                       "Content-Type: text/plain\n"
+                                       "\n"
+                                       "one\n"
+                                       "--b\n"
+                                       "Content-Type: text/plain\n"
+                                       "\n"
+                                       "two, and no close-delimiter\n";
 
-static const char msg_no_boundary[] =
-    "Content-Type: multipart/mixed\n"
-    "\n"
-    "--b\n"
-    "Content-Type: text/plain\n"
-    "\n"
-    "one\n"
-    "--b--\n";
+static const char msg_no_boundary[] = "Content-Type: multipart/mixed\n"
+                                      "\n"
+                                      "--b\n"
+                                      "Content-Type: text/plain\n"
+                                      "\n"
+                                      "one\n"
+                                      "--b--\n";
 
-static const char msg_bad_content_type[] =
-    "Content-Type: application/pdf x; name=a.pdf\n"
-    "Content-Transfer-Encoding: base64 x\n"
-    "\n"
-    "JVBERi0=\n";
+static const char msg_bad_content_type[] = "Content-Type: application/pdf x; name=a.pdf\n"
+                                           "Content-Transfer-Encoding: base64 x\n"
+                                           "\n"
+                                           "JVBERi0=\n";
 
-static const char msg_boundary_cuts_header[] =
-    "Content-Type: multipart/mixed; boundary=b\n"
-    "\n"
-    "--b\n"
-    "Content-Type: text/plain\n"
-    "--b\n"
-    "Content-Type: text/html\n"
-    "\n"
-    "--b\n"
-    "Content-Type: text/plain\n"
-    "\n"
-    "x\n"
-    "--b--\n";
+static const char msg_boundary_cuts_header[] = "Content-Type: multipart/mixed; boundary=b\n"
+                                               "\n"
+                                               "--b\n"
+                                               "Content-Type: text/plain\n"
+                                               "--b\n"
+                                               "Content-Type: text/html\n"
+                                               "\n"
+                                               "--b\n"
+                                               "Content-Type: text/plain\n"
+                                               "\n"
+                                               "x\n"
+                                               "--b--\n";
 
-static const char msg_digest[] =
-    "Content-Type: multipart/digest; boundary=d\n"
-    "\n"
-    "--d\n"
-    "\n"
-    "From: a@example.com\n"
-    "Subject: first\n"
-    "\n"
-    "1\n"
-    "--d\n"
-    "Content-Type: text/plain\n"
-    "\n"
-    "not a message\n"
-    "--d--\n";
+static const char msg_digest[] = "Content-Type: multipart/digest; boundary=d\n"
+                                 "\n"
+                                 "--d\n"
+                                 "\n"
+                                 "From: a@example.com\n"
+                                 "Subject: first\n"
+                                 "\n"
+                                 "1\n"
+                                 "--d\n"
+                                 "Content-Type: text/plain\n"
+                                 "\n"
+                                 "not a message\n"
+                                 "--d--\n";
 
 /* ---- ENVELOPE, BODYSTRUCTURE and BODY, as Dovecot answers ------------- */
 
@@ -454,8 +446,7 @@ static const struct imap_case {
      "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 3 1 "
      "NIL NIL NIL NIL)",
      "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 3 1)"},
-    {"encoded_filenames", msg_encoded_filenames,
-     "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)",
+    {"encoded_filenames", msg_encoded_filenames, "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)",
      "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 4 "
      "0 NIL NIL NIL NIL)(\"application\" \"octet-stream\" NIL NIL NIL \"7bit\" "
      "4 NIL (\"attachment\" (\"filename*\" \"UTF-8''%C3%BCber%20%E2%82%AC.txt\")) "
@@ -466,8 +457,7 @@ static const struct imap_case {
      "0)(\"application\" \"octet-stream\" NIL NIL NIL \"7bit\" 4)(\"application\" "
      "\"msword\" (\"name\" \"=?ISO-8859-1?Q?r=E9sum=E9?= =?UTF-8?B?LmRvYw==?=\") "
      "NIL NIL \"7bit\" 4) \"mixed\")"},
-    {"unterminated", msg_unterminated,
-     "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)",
+    {"unterminated", msg_unterminated, "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)",
      "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 3 "
      "0 NIL NIL NIL NIL)(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL "
      "NIL \"7bit\" 29 1 NIL NIL NIL NIL) \"mixed\" (\"boundary\" \"b\") NIL "
@@ -475,18 +465,14 @@ static const struct imap_case {
      "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 3 "
      "0)(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 29 "
      "1) \"mixed\")"},
-    {"no_boundary", msg_no_boundary,
-     "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)",
+    {"no_boundary", msg_no_boundary, "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)",
      "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 "
      "0 NIL NIL NIL NIL) \"mixed\" NIL NIL NIL NIL)",
      "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 "
      "0) \"mixed\")"},
-    {"bad_content_type", msg_bad_content_type,
-     "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)",
-     "(\"\" \"\" NIL NIL NIL \"7bit\" 10 NIL NIL NIL NIL)",
-     "(\"\" \"\" NIL NIL NIL \"7bit\" 10)"},
-    {"boundary_cuts_header", msg_boundary_cuts_header,
-     "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)",
+    {"bad_content_type", msg_bad_content_type, "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)",
+     "(\"\" \"\" NIL NIL NIL \"7bit\" 10 NIL NIL NIL NIL)", "(\"\" \"\" NIL NIL NIL \"7bit\" 10)"},
+    {"boundary_cuts_header", msg_boundary_cuts_header, "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)",
      "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 "
      "0 NIL NIL NIL NIL)(\"text\" \"html\" (\"charset\" \"us-ascii\") NIL "
      "NIL \"7bit\" 0 0 NIL NIL NIL NIL)(\"text\" \"plain\" (\"charset\" \"us-ascii\") "
@@ -496,8 +482,7 @@ static const struct imap_case {
      "0)(\"text\" \"html\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 "
      "0)(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 1 "
      "0) \"mixed\")"},
-    {"digest", msg_digest,
-     "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)",
+    {"digest", msg_digest, "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)",
      "((\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 40 (NIL \"first\" ((NIL "
      "NIL \"a\" \"example.com\")) ((NIL NIL \"a\" \"example.com\")) ((NIL "
      "NIL \"a\" \"example.com\")) NIL NIL NIL NIL NIL) (\"text\" \"plain\" "
@@ -560,9 +545,8 @@ static void test_mime_multipart_children_and_preamble_are_separate(void)
     CHECK(f.msg->root->child != NULL && f.msg->root->child->next != NULL);
     CHECK(section(&f, "1", &s) != NULL);
     CHECK_STR(bytes(&f, s.body), "Plain text.");
-    CHECK_STR(bytes(&f, s.mime),
-              "Content-Type: text/plain; charset=\"us-ascii\"\r\n"
-              "Content-Transfer-Encoding: 7bit\r\n\r\n");
+    CHECK_STR(bytes(&f, s.mime), "Content-Type: text/plain; charset=\"us-ascii\"\r\n"
+                                 "Content-Transfer-Encoding: 7bit\r\n\r\n");
     CHECK(section(&f, "2", &s) != NULL);
     CHECK_STR(bytes(&f, s.body), "<p>Caf=C3=A9</p>");
     CHECK(section(&f, "3", &s) == NULL);
@@ -644,7 +628,7 @@ static void test_mime_section_one_of_a_simple_message_is_its_body(void)
     CHECK_STR(bytes(&f, s.text), "output\r\n");
     CHECK(section(&f, "1", &s) != NULL);
     CHECK_STR(bytes(&f, s.body), "output\r\n");
-    CHECK(s.has_mime && !s.has_message);    /* 1.HEADER: Dovecot answers "" */
+    CHECK(s.has_mime && !s.has_message); /* 1.HEADER: Dovecot answers "" */
     CHECK_INT(s.mime.len, f.msg->root->hdr_len);
     CHECK(section(&f, "1.1", &s) == NULL);
     CHECK(section(&f, "2", &s) == NULL);
@@ -820,7 +804,8 @@ static void test_mime_nul_bytes_are_data_not_terminators(void)
     CHECK(mime_imap_envelope(m->root, &out) == 0);
     mime_buf_cstr(&out);
     /* As Dovecot: a NUL in a header string is U+FFFD, so a literal. */
-    CHECK_HAS(out.p, "{5}\r\na\xef\xbf\xbd" "b");
+    CHECK_HAS(out.p, "{5}\r\na\xef\xbf\xbd"
+                     "b");
     mime_buf_reset(&out);
     CHECK(mime_imap_bodystructure(m, 1, &out) == 0);
     CHECK(memchr(out.p, '\0', out.len) == NULL);
@@ -904,8 +889,8 @@ static void test_mime_parts_limit_stops_5000_parts(void)
 
     if (msg == NULL)
         abort();
-    len += (size_t)snprintf(msg + len, cap - len,
-                            "Content-Type: multipart/mixed; boundary=p\r\n\r\n");
+    len +=
+        (size_t)snprintf(msg + len, cap - len, "Content-Type: multipart/mixed; boundary=p\r\n\r\n");
     for (size_t i = 0; i < n; i++)
         len += (size_t)snprintf(msg + len, cap - len, "--p\r\n\r\npart %zu\r\n", i);
     len += (size_t)snprintf(msg + len, cap - len, "--p--\r\n");
@@ -994,8 +979,8 @@ static const struct {
     {"", "\"\""},
     {"say \"hi\"", "\"say \\\"hi\\\"\""},
     {"a\\b", "\"a\\\\b\""},
-    {"\"\"\"\"", "\"\\\"\\\"\\\"\\\"\""},        /* four escapes: still quoted */
-    {"\"\"\"\"\"", "{5}\r\n\"\"\"\"\""},         /* five: a literal, as Dovecot */
+    {"\"\"\"\"", "\"\\\"\\\"\\\"\\\"\""}, /* four escapes: still quoted */
+    {"\"\"\"\"\"", "{5}\r\n\"\"\"\"\""},  /* five: a literal, as Dovecot */
     {"caf\xc3\xa9", "{5}\r\ncaf\xc3\xa9"},
     {"a\r\nb", "{4}\r\na\r\nb"},
 };
@@ -1015,7 +1000,10 @@ static void test_mime_imap_strings_quote_or_literal(void)
     /* A NUL never goes out raw. */
     mime_buf_reset(&out);
     mime_imap_nstring(&out, "a\0b", 3);
-    CHECK(out.len == 8 && memcmp(out.p, "{3}\r\na\x80" "b", 8) == 0);
+    CHECK(out.len == 8 && memcmp(out.p,
+                                 "{3}\r\na\x80"
+                                 "b",
+                                 8) == 0);
 }
 
 /* ---- decoding, file names, attachments --------------------------------- */
@@ -1143,7 +1131,8 @@ static void test_mime_walk_decodes_encoded_file_names(void)
     memset(&w, 0, sizeof w);
     CHECK_INT(mime_walk(f.msg, record, &w), 0);
     CHECK_INT(w.n, 4);
-    CHECK_STR(w.name[2], "\xc3\xbc" "ber \xe2\x82\xac.txt");
+    CHECK_STR(w.name[2], "\xc3\xbc"
+                         "ber \xe2\x82\xac.txt");
     CHECK_INT(w.attachment[2], 1);
     CHECK_STR(w.type[3], "application/msword");
     CHECK_STR(w.name[3], "r\xc3\xa9sum\xc3\xa9.doc");
@@ -1171,7 +1160,7 @@ static void test_mime_walk_goes_into_attached_messages(void)
 
 static const struct {
     const char *msg;
-    int attachment;     /* of the last part */
+    int attachment; /* of the last part */
     const char *type;
 } attachment_rules[] = {
     /* The main text body never counts, whatever it says. */
@@ -1181,23 +1170,28 @@ static const struct {
     {"Content-Type: application/pdf; name=a.pdf\n\nx\n", 1, "application/pdf"},
     /* Non-text without a name is not; text with a name is not... */
     {"Content-Type: multipart/mixed; boundary=b\n\n--b\n\nbody\n--b\n"
-     "Content-Type: image/png\n\nx\n--b--\n", 0, "image/png"},
+     "Content-Type: image/png\n\nx\n--b--\n",
+     0, "image/png"},
     {"Content-Type: multipart/mixed; boundary=b\n\n--b\n\nbody\n--b\n"
-     "Content-Type: text/csv; name=a.csv\n\nx\n--b--\n", 0, "text/csv"},
+     "Content-Type: text/csv; name=a.csv\n\nx\n--b--\n",
+     0, "text/csv"},
     /* ...unless it says attachment. */
     {"Content-Type: multipart/mixed; boundary=b\n\n--b\n\nbody\n--b\n"
-     "Content-Type: text/csv\nContent-Disposition: ATTACHMENT\n\nx\n--b--\n", 1, "text/csv"},
+     "Content-Type: text/csv\nContent-Disposition: ATTACHMENT\n\nx\n--b--\n",
+     1, "text/csv"},
     /* A broken Content-Type is never taken for an allowed text type. */
     {"Content-Type: multipart/mixed; boundary=b\n\n--b\n\nbody\n--b\n"
      "Content-Type: text/\nContent-Disposition: attachment; filename=x.exe\n\nx\n"
-     "--b--\n", 1, "application/octet-stream"},
+     "--b--\n",
+     1, "application/octet-stream"},
     /* Lenient: a broken parameter does not hide the name after it. */
     {"Content-Type: multipart/mixed; boundary=b\n\n--b\n\nbody\n--b\n"
-     "Content-Type: application/x-msdownload; x; name=evil.exe\n\nx\n--b--\n", 1,
-     "application/x-msdownload"},
+     "Content-Type: application/x-msdownload; x; name=evil.exe\n\nx\n--b--\n",
+     1, "application/x-msdownload"},
     /* Lenient: junk after the subtype keeps the type. */
     {"Content-Type: multipart/mixed; boundary=b\n\n--b\n\nbody\n--b\n"
-     "Content-Type: application/zip junk; name=a.zip\n\nx\n--b--\n", 1, "application/zip"},
+     "Content-Type: application/zip junk; name=a.zip\n\nx\n--b--\n",
+     1, "application/zip"},
 };
 
 static void test_mime_is_attachment_follows_spec(void)

@@ -28,24 +28,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MIME_DEPTH_MAX 30       /* levels of parts, the message being level 1 */
-#define MIME_PARTS_MAX 2000     /* parts in a message, the message included */
-#define MIME_HEADERS_MAX 5000   /* header fields interpreted per part; more are skipped */
-#define MIME_BOUNDARY_MAX 80    /* RFC 2046 allows 70; longer ones are cut (as Dovecot) */
-#define MIME_ADDR_MAX 5000      /* addresses (a group counts once) per header field */
-#define MIME_PARAMS_MAX 128     /* parameters per Content-Type / -Disposition (as Dovecot) */
+#define MIME_DEPTH_MAX 30     /* levels of parts, the message being level 1 */
+#define MIME_PARTS_MAX 2000   /* parts in a message, the message included */
+#define MIME_HEADERS_MAX 5000 /* header fields interpreted per part; more are skipped */
+#define MIME_BOUNDARY_MAX 80  /* RFC 2046 allows 70; longer ones are cut (as Dovecot) */
+#define MIME_ADDR_MAX 5000    /* addresses (a group counts once) per header field */
+#define MIME_PARAMS_MAX 128   /* parameters per Content-Type / -Disposition (as Dovecot) */
 #define MIME_BUF_MAX_DEFAULT (64u * 1024 * 1024)
 
 /* A growable output buffer that refuses to grow past max. */
 struct mime_buf {
     char *p;
     size_t len, cap;
-    size_t max;     /* 0 means MIME_BUF_MAX_DEFAULT */
-    int failed;     /* sticky: an append hit max or ran out of memory */
+    size_t max; /* 0 means MIME_BUF_MAX_DEFAULT */
+    int failed; /* sticky: an append hit max or ran out of memory */
 };
 
 void mime_buf_init(struct mime_buf *b, size_t max);
-void mime_buf_reset(struct mime_buf *b);        /* empty it, clear failed */
+void mime_buf_reset(struct mime_buf *b); /* empty it, clear failed */
 void mime_buf_free(struct mime_buf *b);
 /* 0, or -1 (and failed set) when max would be passed or malloc failed. */
 int mime_buf_add(struct mime_buf *b, const void *p, size_t n);
@@ -56,18 +56,18 @@ int mime_buf_addu(struct mime_buf *b, uint64_t n);
 int mime_buf_cstr(struct mime_buf *b);
 
 enum mime_kind {
-    MIME_LEAF,          /* a body, or a multipart/message part past a bound */
-    MIME_MULTIPART,     /* children are the body parts */
-    MIME_MESSAGE,       /* message/rfc822 or message/global: one child, the message */
+    MIME_LEAF,      /* a body, or a multipart/message part past a bound */
+    MIME_MULTIPART, /* children are the body parts */
+    MIME_MESSAGE,   /* message/rfc822 or message/global: one child, the message */
 };
 
 enum mime_part_flag {
-    MIME_PART_TEXT = 1 << 0,        /* text/..., or no Content-Type */
-    MIME_PART_MIME = 1 << 1,        /* MIME-Version or Content-Type seen, or in a multipart */
-    MIME_PART_DIGEST = 1 << 2,      /* multipart/digest */
-    MIME_PART_NO_EOH = 1 << 3,      /* header not ended by an empty line */
-    MIME_PART_LIMITED = 1 << 4,     /* multipart/message whose inside was not parsed (bounds) */
-    MIME_PART_NUL = 1 << 5,         /* NUL bytes in header or body */
+    MIME_PART_TEXT = 1 << 0,    /* text/..., or no Content-Type */
+    MIME_PART_MIME = 1 << 1,    /* MIME-Version or Content-Type seen, or in a multipart */
+    MIME_PART_DIGEST = 1 << 2,  /* multipart/digest */
+    MIME_PART_NO_EOH = 1 << 3,  /* header not ended by an empty line */
+    MIME_PART_LIMITED = 1 << 4, /* multipart/message whose inside was not parsed (bounds) */
+    MIME_PART_NUL = 1 << 5,     /* NUL bytes in header or body */
 };
 
 struct mime_msg;
@@ -75,12 +75,12 @@ struct mime_msg;
 struct mime_part {
     const struct mime_msg *msg;
     struct mime_part *parent, *child, *next;
-    unsigned depth;                 /* 0 for the message itself */
+    unsigned depth; /* 0 for the message itself */
     enum mime_kind kind;
-    unsigned flags;                 /* enum mime_part_flag */
-    size_t hdr_off, hdr_len;        /* header, with the empty line that ends it */
+    unsigned flags;          /* enum mime_part_flag */
+    size_t hdr_off, hdr_len; /* header, with the empty line that ends it */
     size_t body_off, body_len;
-    size_t body_lines;              /* LF characters in the body */
+    size_t body_lines; /* LF characters in the body */
 };
 
 enum mime_msg_flag {
@@ -91,10 +91,10 @@ enum mime_msg_flag {
 struct mime_msg {
     const char *buf;
     size_t len;
-    struct mime_part *root;         /* parts[0] */
-    struct mime_part *parts;        /* in order of appearance (section order) */
+    struct mime_part *root;  /* parts[0] */
+    struct mime_part *parts; /* in order of appearance (section order) */
     size_t nparts;
-    unsigned flags;                 /* enum mime_msg_flag */
+    unsigned flags; /* enum mime_msg_flag */
     int lenient;
 };
 
@@ -113,11 +113,11 @@ void mime_free(struct mime_msg *msg);
 /* ---- header fields --------------------------------------------------- */
 
 struct mime_header {
-    const char *name;       /* as written, blanks before ':' dropped */
+    const char *name; /* as written, blanks before ':' dropped */
     size_t name_len;
-    const char *value;      /* raw: blanks after ':' skipped, folding (CRLF) kept; */
-    size_t value_len;       /* NULL when the line has no ':' */
-    const char *field;      /* the whole field, continuation lines and final newline included */
+    const char *value; /* raw: blanks after ':' skipped, folding (CRLF) kept; */
+    size_t value_len;  /* NULL when the line has no ':' */
+    const char *field; /* the whole field, continuation lines and final newline included */
     size_t field_len;
 };
 
@@ -150,13 +150,13 @@ struct mime_range {
 };
 
 struct mime_section {
-    const struct mime_part *part;   /* what the numbers name; the root for "" */
-    struct mime_range body;         /* BODY[n]; BODY[] (the whole message) for "" */
-    struct mime_range mime;         /* BODY[n.MIME]: the part's own header */
-    struct mime_range header;       /* BODY[n.HEADER] when has_message */
-    struct mime_range text;         /* BODY[n.TEXT] when has_message */
-    int has_mime;                   /* n is not "" */
-    int has_message;                /* "" or a message/rfc822 part: HEADER and TEXT exist */
+    const struct mime_part *part; /* what the numbers name; the root for "" */
+    struct mime_range body;       /* BODY[n]; BODY[] (the whole message) for "" */
+    struct mime_range mime;       /* BODY[n.MIME]: the part's own header */
+    struct mime_range header;     /* BODY[n.HEADER] when has_message */
+    struct mime_range text;       /* BODY[n.TEXT] when has_message */
+    int has_mime;                 /* n is not "" */
+    int has_message;              /* "" or a message/rfc822 part: HEADER and TEXT exist */
 };
 
 /*
@@ -171,9 +171,8 @@ int mime_section(const struct mime_msg *msg, const char *nums, size_t len,
  * HEADER.FIELDS / HEADER.FIELDS.NOT over a header range: the fields whose
  * names are (not, when not != 0) in names, raw, then the empty line.
  */
-int mime_header_fields(const struct mime_msg *msg, struct mime_range hdr,
-                       const char *const *names, size_t nnames, int not,
-                       struct mime_buf *out);
+int mime_header_fields(const struct mime_msg *msg, struct mime_range hdr, const char *const *names,
+                       size_t nnames, int not, struct mime_buf *out);
 /*
  * The part's body with its Content-Transfer-Encoding undone (BINARY[n]):
  * 0, or -1 for an unknown encoding (UNKNOWN-CTE) or out full.  out may be
@@ -216,10 +215,10 @@ int mime_is_attachment(const struct mime_part *part);
 
 struct mime_walk_info {
     const struct mime_part *part;
-    const char *type;               /* as mime_part_type() */
+    const char *type; /* as mime_part_type() */
     enum mime_disposition disposition;
-    const char *filename;           /* decoded UTF-8, NULL when none */
-    int attachment;                 /* mime_is_attachment() */
+    const char *filename; /* decoded UTF-8, NULL when none */
+    int attachment;       /* mime_is_attachment() */
 };
 /* Call cb for every part at any depth, in section order; a non-zero return
  * stops the walk and is returned.  -1 when memory runs out. */
