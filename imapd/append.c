@@ -133,15 +133,6 @@ void append_literal(struct imap_session *s)
     s->input = IN_LINE;                 /* the command line goes on */
 }
 
-static uint32_t db_bits(unsigned imap)
-{
-    return (imap & IMAP_FLAG_SEEN ? DB_FLAG_SEEN : 0) |
-           (imap & IMAP_FLAG_ANSWERED ? DB_FLAG_ANSWERED : 0) |
-           (imap & IMAP_FLAG_FLAGGED ? DB_FLAG_FLAGGED : 0) |
-           (imap & IMAP_FLAG_DELETED ? DB_FLAG_DELETED : 0) |
-           (imap & IMAP_FLAG_DRAFT ? DB_FLAG_DRAFT : 0);
-}
-
 struct kw_set {
     struct append_job *j;
     uint32_t uid;
@@ -242,7 +233,7 @@ void cmd_append(struct imap_session *s, int uid, const struct imap_arg *args, si
         return;
     }
     store_msg_set_internaldate(j->msg, j->date);
-    store_msg_add_rcpt(j->msg, j->mb.id, db_bits(j->flags.system));
+    store_msg_add_rcpt(j->msg, j->mb.id, view_db_flags(j->flags.system));
     if (j->failed || store_commit(s->srv->svc->store, &j->msg, 1, err, sizeof err) != 0) {
         log_error("APPEND to %s/%s: %s", s->user, j->mb.name, j->failed ? "write failed" : err);
         imap_tagged(s, "NO", "[SERVERBUG] Cannot store the message");

@@ -77,26 +77,6 @@ void cmd_starttls(struct imap_session *s, int uid, const struct imap_arg *args, 
 
 /* Login. */
 
-struct login {
-    const char *login;
-    const char *password;
-    struct db_user user;
-    int ok;
-};
-
-static int tx_login(struct db_txn *txn, void *arg)
-{
-    struct login *l = arg;
-    int r = db_user_by_login(txn, l->login, &l->user);
-
-    if (r == DB_NOTFOUND)
-        return 0;
-    if (r != 0)
-        return r;
-    l->ok = auth_verify_cached(l->password, l->user.hash);
-    return 0;
-}
-
 static void on_delay(struct ev_loop *ev, void *arg)
 {
     struct imap_session *s = arg;
@@ -138,9 +118,10 @@ static void login_done(struct imap_session *s, const struct db_user *u)
 /* Check a login; answers the command (now or after the failure delay). */
 static void check_login(struct imap_session *s, const char *login, const char *password)
 {
-    struct login l = {.login = login, .password = password};
+    struct db_user user;
     char err[256];
     uint64_t delay;
+    int ok;
 
     if (!imap_plaintext_ok(s)) {
         imap_tagged(s, "NO", "[PRIVACYREQUIRED] Plaintext authentication disallowed on "
@@ -148,14 +129,15 @@ static void check_login(struct imap_session *s, const char *login, const char *p
         imap_command_done(s);
         return;
     }
-    if (db_read(s->srv->svc->db, tx_login, &l, err, sizeof err) != 0) {
+    ok = auth_login(s->srv->svc->db, login, password, &user, err, sizeof err);
+    if (ok < 0) {
         log_warn("login lookup: %s", err);
         imap_tagged(s, "NO", "[UNAVAILABLE] Temporary failure, try again");
         imap_command_done(s);
         return;
     }
-    if (l.ok) {
-        login_done(s, &l.user);
+    if (ok) {
+        login_done(s, &user);
         return;
     }
     delay = auth_fail(s->srv->svc->db, s->addr);

@@ -49,15 +49,6 @@ struct store_op {
     uint64_t *newmodseq;
 };
 
-static uint32_t db_bits(unsigned imap)
-{
-    return (imap & IMAP_FLAG_SEEN ? DB_FLAG_SEEN : 0) |
-           (imap & IMAP_FLAG_ANSWERED ? DB_FLAG_ANSWERED : 0) |
-           (imap & IMAP_FLAG_FLAGGED ? DB_FLAG_FLAGGED : 0) |
-           (imap & IMAP_FLAG_DELETED ? DB_FLAG_DELETED : 0) |
-           (imap & IMAP_FLAG_DRAFT ? DB_FLAG_DRAFT : 0);
-}
-
 static int tx_store(struct db_txn *txn, void *arg)
 {
     struct store_op *o = arg;
@@ -138,7 +129,7 @@ void cmd_store(struct imap_session *s, int uid, const struct imap_arg *args, siz
         imap_command_done(s);
         return;
     }
-    o.sysbits = db_bits(o.flags.system);
+    o.sysbits = view_db_flags(o.flags.system);
     o.idx = view_resolve(s->view, &set, uid, &o.n);
     imap_seqset_free(&set);
     uint64_t kw_before = s->view->keywords_used;

@@ -180,6 +180,8 @@ int view_seqset_valid(const struct view *v, const struct imap_seqset *set);
 size_t *view_resolve(const struct view *v, const struct imap_seqset *set, int uid, size_t *n);
 void view_flags_text(const struct view *v, const struct view_msg *m, char *out, size_t outsz);
 int view_is_recent(const struct view *v, const struct view_msg *m);
+/* IMAP_FLAG_* system flags as DB_FLAG_* bits. */
+uint32_t view_db_flags(unsigned imap_flags);
 /* The FLAGS / PERMANENTFLAGS lines (keywords included). */
 void view_announce_flags(struct imap_session *s);
 

@@ -316,3 +316,12 @@ size_t *view_resolve(const struct view *v, const struct imap_seqset *set, int ui
     }
     return idx;
 }
+
+uint32_t view_db_flags(unsigned imap)
+{
+    return (imap & IMAP_FLAG_SEEN ? DB_FLAG_SEEN : 0) |
+           (imap & IMAP_FLAG_ANSWERED ? DB_FLAG_ANSWERED : 0) |
+           (imap & IMAP_FLAG_FLAGGED ? DB_FLAG_FLAGGED : 0) |
+           (imap & IMAP_FLAG_DELETED ? DB_FLAG_DELETED : 0) |
+           (imap & IMAP_FLAG_DRAFT ? DB_FLAG_DRAFT : 0);
+}

@@ -18,10 +18,6 @@
  *	smtpd_client_connection_limit, smtpd_connection_limit, myhostname,
  *	email_domain, tls_cert_file and tls_key_file (STARTTLS).
  */
-#include <unistd.h>
-
-#include "mailcore/log.h"
-#include "mailcore/service.h"
 #include "mailcore/smtp_server.h"
 
 static const struct smtp_policy smtpd_policy = {
@@ -29,34 +25,7 @@ static const struct smtp_policy smtpd_policy = {
     .local_recipients_only = 1,
 };
 
-static void on_accept(struct service *svc, const struct service_listener *l, int fd,
-                      const char *addr, void *arg)
-{
-    (void)svc;
-    smtp_server_accept(arg, fd, addr, l->implicit_tls);
-}
-
-static void on_stop(struct service *svc, void *arg)
-{
-    (void)svc;
-    smtp_server_stop(arg);
-}
-
 int main(int argc, char **argv)
 {
-    struct service svc;
-    struct smtp_server *srv;
-    int status;
-
-    service_init(&svc, "smtpd", argc, argv, SERVICE_DB);
-    srv = smtp_server_new(&svc, &smtpd_policy);
-    if (srv == NULL)
-        log_fatal("out of memory");
-    svc.on_accept = on_accept;
-    svc.on_stop = on_stop;
-    svc.arg = srv;
-    status = service_run(&svc);
-    smtp_server_free(srv);
-    service_free(&svc);
-    return status;
+    return smtp_server_main("smtpd", &smtpd_policy, argc, argv);
 }

@@ -14,8 +14,6 @@
  *	folder, local recipients delivered at once and the others queued for
  *	relayq -- all durable before the 250.
  */
-#include "mailcore/log.h"
-#include "mailcore/service.h"
 #include "mailcore/smtp_server.h"
 
 static const struct smtp_policy submitd_policy = {
@@ -24,34 +22,7 @@ static const struct smtp_policy submitd_policy = {
     .submission = 1,
 };
 
-static void on_accept(struct service *svc, const struct service_listener *l, int fd,
-                      const char *addr, void *arg)
-{
-    (void)svc;
-    smtp_server_accept(arg, fd, addr, l->implicit_tls);
-}
-
-static void on_stop(struct service *svc, void *arg)
-{
-    (void)svc;
-    smtp_server_stop(arg);
-}
-
 int main(int argc, char **argv)
 {
-    struct service svc;
-    struct smtp_server *srv;
-    int status;
-
-    service_init(&svc, "submitd", argc, argv, SERVICE_DB);
-    srv = smtp_server_new(&svc, &submitd_policy);
-    if (srv == NULL)
-        log_fatal("out of memory");
-    svc.on_accept = on_accept;
-    svc.on_stop = on_stop;
-    svc.arg = srv;
-    status = service_run(&svc);
-    smtp_server_free(srv);
-    service_free(&svc);
-    return status;
+    return smtp_server_main("submitd", &submitd_policy, argc, argv);
 }

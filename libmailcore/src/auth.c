@@ -394,6 +394,37 @@ int auth_verify_cached(const char *password, const char *hash)
     return 1;
 }
 
+/* ---- logins ------------------------------------------------------------ */
+
+struct login {
+    const char *login, *password;
+    struct db_user *user;
+    int ok;
+};
+
+static int tx_login(struct db_txn *txn, void *arg)
+{
+    struct login *l = arg;
+    int r = db_user_by_login(txn, l->login, l->user);
+
+    if (r == DB_NOTFOUND)
+        return 0;
+    if (r != 0)
+        return r;
+    l->ok = auth_verify_cached(l->password, l->user->hash);
+    return 0;
+}
+
+int auth_login(struct db *db, const char *login, const char *password, struct db_user *user,
+               char *err, size_t errlen)
+{
+    struct login l = {login, password, user, 0};
+
+    if (db_read(db, tx_login, &l, err, errlen) != 0)
+        return -1;
+    return l.ok;
+}
+
 /* ---- failure delay ---------------------------------------------------- */
 
 uint64_t auth_delay_ms(uint32_t count)

@@ -15,6 +15,7 @@
  * Links between parts are indices while parsing (the part array grows) and
  * become pointers at the end.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -46,7 +47,7 @@ void mime_buf_free(struct mime_buf *b)
 
 static int buf_reserve(struct mime_buf *b, size_t n)
 {
-    size_t max = b->max ? b->max : MIME_BUF_MAX_DEFAULT, cap;
+    size_t max = b->max ? b->max : MIME_BUF_MAX_DEFAULT, cap, lim;
     char *p;
 
     if (b->failed)
@@ -57,9 +58,10 @@ static int buf_reserve(struct mime_buf *b, size_t n)
     }
     if (b->len + n + 1 <= b->cap) /* +1: room for mime_buf_cstr */
         return 0;
+    lim = max < SIZE_MAX - 1 ? max + 1 : SIZE_MAX; /* the NUL of mime_buf_cstr */
     cap = b->cap ? b->cap : 64;
     while (cap < b->len + n + 1)
-        cap = cap > max / 2 ? max + 1 : cap * 2;
+        cap = cap > lim / 2 ? lim : cap * 2;
     p = realloc(b->p, cap);
     if (p == NULL) {
         b->failed = 1;
@@ -149,14 +151,14 @@ static int blank_line(const char *buf, size_t pos, size_t lim)
 
 int mime_field_read(const char *buf, size_t pos, size_t lim, struct mime_header *h, size_t *next)
 {
-    size_t end, nl, colon, vstart, vend, name_end;
+    size_t first_end, end, nl, colon, vstart, vend, name_end;
     const char *c;
 
     if (pos >= lim || blank_line(buf, pos, lim))
         return 0;
     /* The field: this line and every following line that starts with a
      * blank.  Its value ends before the last line's [CR]LF. */
-    end = line_end(buf, pos, lim, &nl);
+    end = first_end = line_end(buf, pos, lim, &nl);
     while (nl < lim && is_lwsp(buf[nl]))
         end = line_end(buf, nl, lim, &nl);
     vend = end;
@@ -166,15 +168,9 @@ int mime_field_read(const char *buf, size_t pos, size_t lim, struct mime_header 
     h->field_len = nl - pos;
 
     /* The name runs to the first ':' of the first line. */
-    {
-        size_t first_end, dummy;
-        first_end = line_end(buf, pos, lim, &dummy);
-        c = memchr(buf + pos, ':', first_end - pos);
-    }
+    c = memchr(buf + pos, ':', first_end - pos);
     if (c == NULL) {
         /* No colon: Dovecot takes the whole line as the name. */
-        size_t first_end, dummy;
-        first_end = line_end(buf, pos, lim, &dummy);
         if (first_end > pos && first_end < lim && buf[first_end - 1] == '\r')
             first_end--;
         h->name = buf + pos;

@@ -49,25 +49,6 @@ static int b64decode(const char *in, size_t len, char *out, size_t outsz, size_t
     return 0;
 }
 
-struct login {
-    const char *login, *password;
-    struct db_user user;
-    int ok;
-};
-
-static int tx_login(struct db_txn *txn, void *arg)
-{
-    struct login *l = arg;
-    int r = db_user_by_login(txn, l->login, &l->user);
-
-    if (r == DB_NOTFOUND)
-        return 0;
-    if (r != 0)
-        return r;
-    l->ok = auth_verify_cached(l->password, l->user.hash);
-    return 0;
-}
-
 static void on_delay(struct ev_loop *ev, void *arg)
 {
     struct smtp_session *s = arg;
@@ -82,19 +63,21 @@ static void on_delay(struct ev_loop *ev, void *arg)
 static void verify(struct smtp_session *s, const char *login, const char *password,
                    const char *method)
 {
-    struct login l = {.login = login, .password = password};
+    struct db_user user;
     char err[256];
     uint64_t delay;
+    int ok;
 
     s->auth_step = 0;
-    if (db_read(s->srv->svc->db, tx_login, &l, err, sizeof err) != 0) {
+    ok = auth_login(s->srv->svc->db, login, password, &user, err, sizeof err);
+    if (ok < 0) {
         log_warn("AUTH lookup: %s", err);
         s->state = S_COMMAND;
         smtp_reply(s, SMTP_R_TEMP_LOOKUP, login);
         return;
     }
-    if (l.ok) {
-        snprintf(s->user, sizeof s->user, "%s", l.user.name);
+    if (ok) {
+        snprintf(s->user, sizeof s->user, "%s", user.name);
         s->auth_method = method;
         s->state = S_COMMAND;
         auth_success(s->srv->svc->db, s->addr);

@@ -831,3 +831,34 @@ void smtp_server_free(struct smtp_server *srv)
     free(srv->batch);
     free(srv);
 }
+
+static void on_accept(struct service *svc, const struct service_listener *l, int fd,
+                      const char *addr, void *arg)
+{
+    (void)svc;
+    smtp_server_accept(arg, fd, addr, l->implicit_tls);
+}
+
+static void on_stop(struct service *svc, void *arg)
+{
+    (void)svc;
+    smtp_server_stop(arg);
+}
+
+int smtp_server_main(const char *name, const struct smtp_policy *policy, int argc, char **argv)
+{
+    struct service svc;
+    struct smtp_server *srv;
+    int status;
+
+    service_init(&svc, name, argc, argv, SERVICE_DB);
+    if ((srv = smtp_server_new(&svc, policy)) == NULL)
+        log_fatal("out of memory");
+    svc.on_accept = on_accept;
+    svc.on_stop = on_stop;
+    svc.arg = srv;
+    status = service_run(&svc);
+    smtp_server_free(srv);
+    service_free(&svc);
+    return status;
+}

@@ -53,41 +53,23 @@ static void session_end(struct service *svc, int fd)
     service_session_close(svc);
 }
 
-struct login {
-    const char *login;
-    const char *password;
-    struct db_user user;
-    int ok;
-};
-
-static int check_login(struct db_txn *txn, void *arg)
-{
-    struct login *l = arg;
-    int r = db_user_by_login(txn, l->login, &l->user);
-
-    if (r == DB_NOTFOUND)
-        return 0;
-    if (r != 0)
-        return r;
-    l->ok = auth_verify(l->password, l->user.hash);
-    return 0;
-}
-
 static void answer(struct service *svc, int fd, char *line)
 {
-    struct login l = {0};
+    struct db_user user;
+    const char *login, *password;
     char reply[128], err[256], *save = NULL;
-    int n;
+    int n, ok;
 
     strtok_r(line, " \r\n", &save);
-    l.login = strtok_r(NULL, " \r\n", &save);
-    l.password = strtok_r(NULL, " \r\n", &save);
-    if (strcmp(line, "LOGIN") != 0 || l.login == NULL || l.password == NULL)
+    login = strtok_r(NULL, " \r\n", &save);
+    password = strtok_r(NULL, " \r\n", &save);
+    if (strcmp(line, "LOGIN") != 0 || login == NULL || password == NULL)
         return;
-    if (db_read(svc->db, check_login, &l, err, sizeof err) != 0)
+    ok = auth_login(svc->db, login, password, &user, err, sizeof err);
+    if (ok < 0)
         log_warn("login check: %s", err);
-    n = l.ok ? snprintf(reply, sizeof reply, "OK %s\r\n", l.user.name)
-             : snprintf(reply, sizeof reply, "NO\r\n");
+    n = ok > 0 ? snprintf(reply, sizeof reply, "OK %s\r\n", user.name)
+               : snprintf(reply, sizeof reply, "NO\r\n");
     if (write(fd, reply, (size_t)n) != n)
         log_warn("write: %s", strerror(errno));
 }

@@ -59,6 +59,16 @@ int auth_password_read(FILE *in, int from_stdin, char *buf, size_t len, char *er
  * Time is the caller's (a monotonic clock in ms): nothing here reads one.
  * When the table is full, the entry whose last failure is oldest goes. */
 struct db;
+struct db_user;
+
+/*
+ * Check a login (a user name or any of the user's addresses) and its
+ * password against LMDB, with auth_verify_cached().  1 with *user filled
+ * when they match, 0 when not (unknown user or wrong password), -1 when the
+ * lookup failed (err set).
+ */
+int auth_login(struct db *db, const char *login, const char *password, struct db_user *user,
+               char *err, size_t errlen);
 
 /* The delay before answering the count-th failure from one address:
  * 250 ms doubling per failure, at most AUTH_DELAY_MAX_MS. */

@@ -15,6 +15,8 @@
  * multipart/digest), a boundary line only has to begin with "--boundary", a
  * boundary line inside a header block ends that header.  Line ends are LF or
  * CRLF for parsing; sizes, line counts and offsets are the actual bytes.
+ * One deliberate difference: message/global is an embedded message, like
+ * message/rfc822 (RFC 9051 body-type-msg); Dovecot 2.3 shows it as a leaf.
  *
  * Every dimension is bounded by the constants below; past a bound the parse
  * goes on with less structure (MIME_MSG_* flags say which bound was hit).
@@ -32,7 +34,7 @@
 #define MIME_PARTS_MAX 2000   /* parts in a message, the message included */
 #define MIME_HEADERS_MAX 5000 /* header fields interpreted per part; more are skipped */
 #define MIME_BOUNDARY_MAX 80  /* RFC 2046 allows 70; longer ones are cut (as Dovecot) */
-#define MIME_ADDR_MAX 5000    /* addresses (a group counts once) per header field */
+#define MIME_ADDR_MAX 5000    /* entries per ENVELOPE address list (all its fields) */
 #define MIME_PARAMS_MAX 128   /* parameters per Content-Type / -Disposition (as Dovecot) */
 #define MIME_BUF_MAX_DEFAULT (64u * 1024 * 1024)
 

@@ -40,6 +40,10 @@ struct smtp_policy {
     int submission;
 };
 
+/* A whole SMTP daemon (smtpd, submitd): the service skeleton with this
+ * policy, run until stopped.  Returns main()'s exit status. */
+int smtp_server_main(const char *name, const struct smtp_policy *policy, int argc, char **argv);
+
 struct smtp_server *smtp_server_new(struct service *svc, const struct smtp_policy *policy);
 void smtp_server_free(struct smtp_server *srv);
 
