@@ -15,10 +15,16 @@
 #
 # Environment:
 #   BENCH_MESSAGES=N      messages per workload (default 2000)
-#   BENCH_WORKLOADS=...   subset of: intake-1 intake-10 intake-64k (default all)
+#   BENCH_WORKLOADS=...   subset of: intake-1 intake-10 intake-64k imap-mix
+#                         imap-envelope-10k submit-remote submit-local (default
+#                         all; the last four are in proto_bench.sh, which lists
+#                         their own knobs; BENCH_PEERS_LOGIN_PERF=1 adds imap-mix
+#                         with Dovecot's login-perf tuning when this script
+#                         starts the peers)
 #   BENCH_FSYNC=METHOD    auto|perf|strace|none (default auto)
 #   BENCH_MAILCORE_DELIVERED_CMD  how to count mailcore's delivered messages
 #                         (default: files in the instance's data/msg store)
+#   BENCH_TARGETS=...    mailcore and/or peers (default both)
 #   BENCH_KV=FILE         also append every machine-readable result line here
 #
 # Every workload is bounded: smtp_load stops after 45 s whatever is left,
@@ -31,17 +37,35 @@ src=$(cd "$here/.." && pwd)
 peers=$(cd "$src/.." && pwd)/shared/peers/peers.sh
 PEERS_DIR=${PEERS_DIR:-/var/tmp/mailcore-peers}
 messages=${BENCH_MESSAGES:-2000}
-workloads=${BENCH_WORKLOADS:-intake-1 intake-10 intake-64k}
+workloads=${BENCH_WORKLOADS:-intake-1 intake-10 intake-64k imap-mix imap-envelope-10k submit-remote submit-local}
+smtp_workloads="" proto_workloads=""
+for w in $workloads; do
+    case "$w" in
+    intake-*) smtp_workloads+=" $w" ;;
+    imap-mix | imap-envelope-10k | submit-remote | submit-local) proto_workloads+=" $w" ;;
+    *) echo "run.sh: unknown workload $w" >&2; exit 2 ;;
+    esac
+done
 fsync=${BENCH_FSYNC:-auto}
 mc_port=${BENCH_MAILCORE_PORT:-13525}
+mc_imap=${BENCH_MAILCORE_IMAP_PORT:-13543}
+mc_sub=${BENCH_MAILCORE_SUBMISSION_PORT:-13587}
+mc_sink=${BENCH_MAILCORE_SINK_PORT:-13526}
 
 mkdir -p "$build/bench"
 load=$build/bench/smtp_load
 cc -std=c11 -O2 -Wall -Wextra -Werror -o "$load" "$here/smtp_load.c"
+if [ -n "$proto_workloads" ]; then
+    cc -std=c11 -O2 -Wall -Wextra -Werror -pthread -o "$build/bench/imap_load" "$here/imap_load.c"
+    cc -std=c11 -O2 -Wall -Wextra -Werror -pthread -o "$build/bench/submit_load" "$here/submit_load.c" -lssl -lcrypto
+fi
+# shellcheck source=proto_bench.sh
+. "$here/proto_bench.sh"
 kv=${BENCH_KV:-$build/bench/results.kv}
 
-mc_pid="" started_peers=0
+mc_pid="" started_peers=0 sink_pid=""
 cleanup() {
+    if [ -n "$sink_pid" ] && kill -0 "$sink_pid" 2>/dev/null; then kill -TERM "$sink_pid"; wait "$sink_pid" 2>/dev/null || true; fi
     # Stop only what this script started.
     if [ -n "$mc_pid" ] && kill -0 "$mc_pid" 2>/dev/null; then
         kill -TERM "$mc_pid"
@@ -120,9 +144,17 @@ run_mailcore() {
 # Benchmark instance made by bench/run.sh; rewritten on every run.
 listen_address = 127.0.0.1
 smtpd_port = $mc_port
-submission_port = 0
+submission_port = $( [ -n "$proto_workloads" ] && echo "$mc_sub" || echo 0)
 submission_ssl_port = 0
-imap_port = 0
+imap_port = $( [ -n "$proto_workloads" ] && echo "$mc_imap" || echo 0)
+# Remote submission: relayq (when built) relays to an smtp-sink that
+# proto_bench.sh starts during submit-remote only.
+mailserver_host = 127.0.0.1
+mailserver_port = $mc_sink
+disable_starttls = yes
+# The IDLE test (bench/idle_hold.py) holds thousands of sessions from 127.0.0.1.
+imap_client_connection_limit = 20000
+imap_user_connection_limit = 1000
 imaps_port = 0
 tls_cert_file = $dir/tls/cert.pem
 tls_key_file = $dir/tls/key.pem
@@ -158,7 +190,14 @@ CONF
     # read transaction: mailctl user list --json carries the counts.
     local count='import json,sys; print(sum(m["messages"] for u in json.load(sys.stdin) for m in u["mailboxes"] if m["name"] == "INBOX"))'
     local dcmd=${BENCH_MAILCORE_DELIVERED_CMD:-"$mailctl user list --json | python3 -c '$count'"}
-    table "mailcore (127.0.0.1:$mc_port, $build/bin)" "$mc_port" "$mc_pid" "$dcmd"
+    [ -z "$smtp_workloads" ] || table "mailcore (127.0.0.1:$mc_port, $build/bin)" "$mc_port" "$mc_pid" "$dcmd"
+    if [ -n "$proto_workloads" ]; then
+        wait_port "$mc_imap" "$mc_pid" && wait_port "$mc_sub" "$mc_pid" ||
+            echo "run.sh: mailcore's imapd/submitd are not listening ($dir/master.log)" >&2
+        local ucount='import json,sys; u=sys.argv[1]; print(sum(m["messages"] for x in json.load(sys.stdin) if x["name"] == u for m in x["mailboxes"] if m["name"] == "INBOX"))'
+        proto_tables "mailcore" "$mc_port" "$mc_imap" "$mc_sub" "$mc_pid" \
+            "$mailctl user list --json | python3 -c '$ucount' \$1" "$mc_sink"
+    fi
     kill -TERM "$mc_pid"
     wait "$mc_pid" 2>/dev/null || true
     mc_pid=""
@@ -195,21 +234,45 @@ MSG
     fi
     # Delivered = messages in the INBOX Maildirs (new/ + cur/): what IMAP shows.
     local dcmd="find '$PEERS_DIR/mail' -type f \\( -path '*/Maildir/new/*' -o -path '*/Maildir/cur/*' \\) | wc -l"
-    table "peers: Postfix -> LMTP -> Dovecot (127.0.0.1:${PEERS_SMTP_PORT:-10025})" \
+    [ -z "$smtp_workloads" ] || table "peers: Postfix -> LMTP -> Dovecot (127.0.0.1:${PEERS_SMTP_PORT:-10025})" \
         "${PEERS_SMTP_PORT:-10025}" "$pids" "$dcmd"
+    if [ -n "$proto_workloads" ]; then
+        local ucount="d='$PEERS_DIR/mail/example.test'/\${1%%@*}/Maildir; find \"\$d/new\" \"\$d/cur\" -type f 2>/dev/null | wc -l"
+        proto_tables "peers (Dovecot $(dovecot --version 2>/dev/null | cut -d' ' -f1) stock, Postfix $(postconf -d -h mail_version 2>/dev/null))" \
+            "${PEERS_SMTP_PORT:-10025}" 10143 10587 "$pids" "$ucount" 10026
+        if [ "${BENCH_PEERS_LOGIN_PERF:-0}" = 1 ] && [[ " $proto_workloads " == *" imap-mix "* ]]; then
+            if [ "$started_peers" = 1 ]; then
+                "$peers" tuning login-perf >&2 && "$peers" restart >&2
+                pids=$(peers_pids)
+                proto_workloads=imap-mix proto_tables "peers (Dovecot login-perf tuning)" \
+                    "${PEERS_SMTP_PORT:-10025}" 10143 10587 "$pids" "$ucount" 10026
+                "$peers" tuning stock >&2
+                "$peers" restart >&2
+            else
+                echo "run.sh: BENCH_PEERS_LOGIN_PERF=1 needs BENCH_START_PEERS=1 (peers not started here): skipped" >&2
+            fi
+        fi
+    fi
     if [ "$started_peers" = 1 ]; then
         "$peers" stop >&2
         started_peers=0
+        # This script filled the peers' mailboxes (populate): empty them again.
+        if [ "${proto_populated:-0}" = 1 ] && [ "${BENCH_KEEP_PEERS_MAIL:-0}" != 1 ]; then
+            "$peers" reset-mail >&2
+        fi
     fi
 }
 
 echo "SMTP benchmarks: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "results also appended to $kv"
-if [ -x "$build/bin/smtpd" ] && [ -x "$build/bin/master" ]; then
+targets=${BENCH_TARGETS:-mailcore peers}
+if [[ " $targets " != *" mailcore "* ]]; then
+    echo "mailcore: skipped (BENCH_TARGETS)"
+elif [ -x "$build/bin/smtpd" ] && [ -x "$build/bin/master" ]; then
     run_mailcore || echo "run.sh: the mailcore run failed" >&2
 else
     echo
     echo "mailcore: $build/bin/smtpd is not built yet, so there is nothing of mailcore's to"
     echo "measure; only the peers run.  (Once it exists, this script starts a bench instance.)"
 fi
-run_peers
+if [[ " $targets " == *" peers "* ]]; then run_peers; else echo "peers: skipped (BENCH_TARGETS)"; fi

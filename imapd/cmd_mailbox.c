@@ -61,13 +61,6 @@ static int want_args(struct imap_session *s, size_t nargs, size_t want, const ch
 
 /* SELECT / EXAMINE */
 
-static int tx_recent(struct db_txn *txn, void *arg)
-{
-    struct view *v = arg;
-
-    return db_mailbox_set_recent(txn, v->mailbox_id, v->uidnext);
-}
-
 static void select_mailbox(struct imap_session *s, const struct imap_arg *args, size_t nargs,
                            int readonly)
 {
@@ -98,10 +91,6 @@ static void select_mailbox(struct imap_session *s, const struct imap_arg *args, 
     }
     s->view = v;
     s->state = IS_SELECTED;
-    /* RFC 3501 \Recent: this session gets what arrived since the last
-     * SELECT; the next one will not see those as recent. */
-    if (!readonly && db_write(s->srv->svc->db, tx_recent, v, err, sizeof err) != 0)
-        log_warn("recent of %s/%s: %s", s->user, name, err);
     view_announce_flags(s);
     imap_untagged(s, "%zu EXISTS", v->n);
     for (size_t i = 0; i < v->n; i++) {
@@ -424,7 +413,7 @@ static void subscribe(struct imap_session *s, const struct imap_arg *args, size_
         bad_name(s);
         return;
     }
-    if (db_write(s->srv->svc->db, tx_sub, &o, err, sizeof err) != 0)
+    if (db_write_lazy(s->srv->svc->db, tx_sub, &o, err, sizeof err) != 0)
         imap_tagged(s, "NO", "[SERVERBUG] %s", err);
     else
         imap_tagged(s, "OK", "%s completed", on ? "Subscribe" : "Unsubscribe");

@@ -137,7 +137,7 @@ void cmd_store(struct imap_session *s, int uid, const struct imap_arg *args, siz
     o.newkw = calloc(o.n + 1, sizeof *o.newkw);
     o.newmodseq = calloc(o.n + 1, sizeof *o.newmodseq);
     if (!o.newflags || !o.newkw || !o.newmodseq ||
-        db_write(s->srv->svc->db, tx_store, &o, err, sizeof err) != 0) {
+        db_write_lazy(s->srv->svc->db, tx_store, &o, err, sizeof err) != 0) {
         free(o.idx), free(o.newflags), free(o.newkw), free(o.newmodseq);
         imap_tagged(s, "NO", "[SERVERBUG] %s", o.newflags ? err : "out of memory");
         imap_command_done(s);

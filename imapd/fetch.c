@@ -186,7 +186,7 @@ static void structure(struct imap_session *s, struct fetch_job *j, uint64_t file
     mime_imap_bodystructure(mime, 1, &io->bs);
     mime_imap_bodystructure(mime, 0, &io->body);
     if (!io->env.failed && !io->bs.failed && !io->body.failed)
-        db_write(s->srv->svc->db, tx_cache_put, io, err, sizeof err);
+        db_write_lazy(s->srv->svc->db, tx_cache_put, io, err, sizeof err);
 }
 
 static void internaldate(char *out, size_t len, int64_t when)
@@ -538,7 +538,7 @@ void cmd_fetch(struct imap_session *s, int uid, const struct imap_arg *args, siz
     if (sets_seen(&j->atts) && !s->view->readonly) {
         j->with_flags = 1;
         struct seen_op o = {s->view, j->idx, j->n};
-        if (db_write(s->srv->svc->db, tx_seen, &o, err, sizeof err) == 0) {
+        if (db_write_lazy(s->srv->svc->db, tx_seen, &o, err, sizeof err) == 0) {
             notify_mailbox(s->srv, s->view->mailbox_id);
             for (size_t i = 0; i < j->n; i++)
                 s->view->msgs[j->idx[i]].flags |= DB_FLAG_SEEN;

@@ -60,6 +60,9 @@ static void on_recheck(struct ev_loop *ev, void *arg)
         next = s->next;
         idle_wake(s);
     }
+    /* Flag changes and \Recent claims were committed lazily: on disk now. */
+    if (db_sync(srv->svc->db) != 0)
+        log_warn("lmdb sync failed");
     srv->recheck = ev_timer_add(ev, RECHECK_MS, on_recheck, srv);
 }
 

@@ -105,7 +105,7 @@ struct view *view_open(struct imap_session *s, const char *name, int readonly, c
     }
     l.keywords = v->keywords;
     l.claim = !readonly;
-    if ((readonly ? db_read : db_write)(s->srv->svc->db, tx_load, &l, err, errlen) != 0) {
+    if ((readonly ? db_read : db_write_lazy)(s->srv->svc->db, tx_load, &l, err, errlen) != 0) {
         free(l.msgs);
         free(v);
         return NULL;
@@ -213,7 +213,7 @@ int view_sync(struct imap_session *s, int allow_expunge)
         l.msgs = NULL;
         l.n = l.cap = 0;
         l.claim = 1;
-        if (db_write(s->srv->svc->db, tx_load, &l, err, sizeof err) != 0) {
+        if (db_write_lazy(s->srv->svc->db, tx_load, &l, err, sizeof err) != 0) {
             free(l.msgs);
             imap_session_close(s, "Mailbox has been deleted");
             return -1;

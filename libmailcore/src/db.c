@@ -565,7 +565,24 @@ int db_read(struct db *db, db_txn_fn *fn, void *arg, char *err, size_t errlen)
     return 0;
 }
 
-int db_write(struct db *db, db_txn_fn *fn, void *arg, char *err, size_t errlen)
+/* Commit without the fsync when lazy: the env's MDB_NOSYNC is set just for
+ * this commit (the process is single-threaded around its environment). */
+static int commit(struct db *db, MDB_txn *txn, int lazy)
+{
+    int rc;
+
+    if (lazy)
+        mdb_env_set_flags(db->env, MDB_NOSYNC, 1);
+    rc = mdb_txn_commit(txn);
+    if (lazy) {
+        mdb_env_set_flags(db->env, MDB_NOSYNC, 0);
+        db->unsynced = 1;
+    }
+    return rc;
+}
+
+static int write_txn(struct db *db, db_txn_fn *fn, void *arg, int lazy, char *err,
+                     size_t errlen)
 {
     for (int attempt = 0; attempt < DB_ATTEMPTS; attempt++) {
         struct db_txn txn = {.db = db};
@@ -583,7 +600,7 @@ int db_write(struct db *db, db_txn_fn *fn, void *arg, char *err, size_t errlen)
             }
             return txn_result(r, &txn, err, errlen);
         }
-        rc = mdb_txn_commit(txn.txn); /* frees the txn, also on failure */
+        rc = commit(db, txn.txn, lazy); /* frees the txn, also on failure */
         if (rc == MDB_MAP_FULL) {
             if (db_grow(db, err, errlen) != 0)
                 return -1;
@@ -593,10 +610,32 @@ int db_write(struct db *db, db_txn_fn *fn, void *arg, char *err, size_t errlen)
             snprintf(err, errlen, "%s/data.mdb: lmdb commit: %s", db->dir, mdb_strerror(rc));
             return -1;
         }
+        if (!lazy)
+            db->unsynced = 0;           /* a synced commit flushes what came before */
         return 0;
     }
     snprintf(err, errlen, "%s: transaction still failing after %d attempts", db->dir, DB_ATTEMPTS);
     return -1;
+}
+
+int db_write(struct db *db, db_txn_fn *fn, void *arg, char *err, size_t errlen)
+{
+    return write_txn(db, fn, arg, 0, err, errlen);
+}
+
+int db_write_lazy(struct db *db, db_txn_fn *fn, void *arg, char *err, size_t errlen)
+{
+    return write_txn(db, fn, arg, 1, err, errlen);
+}
+
+int db_sync(struct db *db)
+{
+    if (!db->unsynced)
+        return 0;
+    if (mdb_env_sync(db->env, 1) != 0)
+        return -1;
+    db->unsynced = 0;
+    return 0;
 }
 
 unsigned db_resize_count(const struct db *db)
@@ -818,6 +857,7 @@ void db_close(struct db *db)
 {
     if (db == NULL)
         return;
+    db_sync(db);                        /* lazy commits reach the disk */
     mdb_env_close(db->env);
     free(db);
 }

@@ -42,6 +42,7 @@ struct db {
     MDB_env *env;
     MDB_dbi dbi[DBX_COUNT];
     unsigned resizes;
+    int unsynced;          /* lazy commits not yet fsync'd */
     char dir[];
 };
 

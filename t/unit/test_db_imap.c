@@ -236,6 +236,13 @@ static int recent_fn(struct db_txn *txn, void *arg)
     return rc ? rc : db_mailbox_by_id(txn, o->f->inbox, &o->mb);
 }
 
+static int read_recent_fn(struct db_txn *txn, void *arg)
+{
+    struct op *o = arg;
+
+    return db_mailbox_by_id(txn, o->f->inbox, &o->mb);
+}
+
 static void test_db_imap_subscriptions_cache_and_recent(void)
 {
     struct fixture f;
@@ -291,8 +298,25 @@ static void test_db_authfail_counts_expire_and_clear(void)
     teardown(&f);
 }
 
+static void test_db_lazy_write_is_visible_and_syncs(void)
+{
+    struct fixture f;
+    struct op o = {.f = &f};
+
+    setup(&f);
+    CHECK_INT(db_write_lazy(f.db, recent_fn, &o, err, sizeof err), 0);
+    CHECK_INT(o.mb.recent_uid, 7);
+    o.mb.recent_uid = 0;
+    CHECK_INT(db_read(f.db, read_recent_fn, &o, err, sizeof err), 0);
+    CHECK_INT(o.mb.recent_uid, 7);
+    CHECK_INT(db_sync(f.db), 0);
+    CHECK_INT(db_sync(f.db), 0);        /* nothing left: no work */
+    teardown(&f);
+}
+
 int main(void)
 {
+    RUN(test_db_lazy_write_is_visible_and_syncs);
     RUN(test_db_authfail_counts_expire_and_clear);
     RUN(test_db_imap_flags_and_keywords_persist_and_bump_modseq);
     RUN(test_db_imap_expunge_frees_file_after_last_copy);

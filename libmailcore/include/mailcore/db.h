@@ -114,6 +114,15 @@ void db_close(struct db *db);
 typedef int db_txn_fn(struct db_txn *txn, void *arg);
 int db_read(struct db *db, db_txn_fn *fn, void *arg, char *err, size_t errlen);
 int db_write(struct db *db, db_txn_fn *fn, void *arg, char *err, size_t errlen);
+/*
+ * A write whose loss in a power failure is harmless (IMAP flags, \Recent,
+ * subscriptions, caches): committed without the fsync, made durable by
+ * the next db_write() of this process or by db_sync(), which a daemon
+ * calls every few seconds.  Never for mail itself: deliveries use
+ * db_write() and answer only after it.
+ */
+int db_write_lazy(struct db *db, db_txn_fn *fn, void *arg, char *err, size_t errlen);
+int db_sync(struct db *db);   /* fsync lazy commits, if any; 0 or -1 */
 const char *db_txn_error(const struct db_txn *txn);
 /* Record an error message for the caller; returns -1. */
 int db_txn_fail(struct db_txn *txn, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
