@@ -47,6 +47,11 @@ chmod 644 "$conf"
 mailctl="$bin/mailctl -c $conf"
 mkdir -p "$dev/data"
 [ "$(id -u)" = 0 ] && chown "$creator:" "$dev/data"
+if ! err=$($mailctl user list 2>&1 >/dev/null); then
+    echo "devinstance.sh: $err" >&2
+    echo "devinstance.sh: the instance in $dev is from an older mailcore: rm -rf $dev to start afresh" >&2
+    exit 1
+fi
 for u in alice bob; do
     if ! $mailctl user list | grep -q "^$u "; then
         pw=$(openssl rand -base64 12)

@@ -7,8 +7,8 @@
  * db_internal.h.  db_user.c owns users, addresses and groups; db_mailbox.c
  * owns mailboxes, messages and files.
  *
- * THE SCHEMA (version 1).  One environment in the data directory: data.mdb
- * and lock.mdb.  Every record value in the databases below meta starts with
+ * THE SCHEMA (version 2; version 1 lacked the IMAP fields and databases).
+ * One environment in the data directory: data.mdb and lock.mdb.  Every record value in the databases below meta starts with
  * a version byte (1); integers in values are little-endian and fixed width;
  * "str" is a 16-bit little-endian length and that many bytes, no NUL.
  * Integers in keys are big-endian so that cursor order is numeric order.
@@ -16,7 +16,7 @@
  * NUL can separate two of them in a key.
  *
  *   meta       key: ASCII name                 value: u32, no version byte
- *                "version"           schema version, 1
+ *                "version"           schema version, 2
  *                "next_user_id"      next user id to give (ids start at 1)
  *                "next_mailbox_id"   next mailbox id to give (never reused)
  *                "last_uidvalidity"  last UIDVALIDITY given (they only rise)
@@ -78,7 +78,7 @@
 
 #include "db_internal.h"
 
-#define DB_SCHEMA_VERSION 1
+#define DB_SCHEMA_VERSION 2
 #define DB_MAPSIZE_DEFAULT ((size_t)64 << 20)
 #define DB_MAPSIZE_MIN ((size_t)128 << 10)
 /* Growth stops here: a mail index past this is a problem to look at. */
