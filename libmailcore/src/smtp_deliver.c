@@ -194,11 +194,19 @@ static void log_delivered(struct smtp_session *s, uint64_t now)
 
     log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (queue active)", s->qid, s->from.addr,
              (unsigned long long)store_msg_size(s->msg), s->nrcpts);
-    for (size_t i = 0; i < s->nrcpts; i++)
-        if (s->rcpts[i].mailbox)
+    for (size_t i = 0; i < s->nrcpts; i++) {
+        if (s->rcpts[i].mailbox == 0)
+            continue;
+        if (store_msg_uid_in(s->msg, s->rcpts[i].mailbox) == 0)
+            /* The user was deleted between RCPT and the commit. */
+            log_info("%s: to=<%s>, relay=local, delay=%.2g, dsn=5.1.1, status=discarded "
+                     "(user %s no longer exists)", s->qid, s->rcpts[i].addr, total,
+                     s->rcpts[i].user);
+        else
             log_info("%s: to=<%s>, relay=local, delay=%.2g, delays=%.2g/0/0/0, dsn=2.0.0, "
                      "status=sent (delivered to %s's INBOX)", s->qid, s->rcpts[i].addr, total,
                      total, s->rcpts[i].user);
+    }
     if (s->sent_mailbox)
         log_info("%s: to=<%s>, relay=local, delay=%.2g, delays=%.2g/0/0/0, dsn=2.0.0, "
                  "status=sent (copy in %s's Sent)", s->qid, s->from.addr, total, total,

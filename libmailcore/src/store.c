@@ -338,6 +338,14 @@ uint32_t store_msg_uid(const struct store_msg *m, size_t i)
     return m->rcpts[i].uid;
 }
 
+uint32_t store_msg_uid_in(const struct store_msg *m, uint32_t mailbox_id)
+{
+    for (size_t i = 0; i < m->nrcpt; i++)
+        if (m->rcpts[i].mailbox_id == mailbox_id)
+            return m->state == MSG_DONE ? m->rcpts[i].uid : 0;
+    return 0;
+}
+
 uint64_t store_msg_file_id(const struct store_msg *m)
 {
     return m->file_id;

@@ -1587,3 +1587,25 @@ class CrashSafety(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class UserDeletedMidTransaction(unittest.TestCase):
+    def test_recipient_deleted_before_data_end_is_logged_discarded_not_sent(self):
+        with Instance(testd=TESTD) as mc:
+            mc.add_user("gone")
+            mc.add_user("stays")
+            mc.start()
+            s = smtplib.SMTP("127.0.0.1", int(mc.settings["smtpd_port"]), timeout=20)
+            s.ehlo("client.example")
+            s.mail("a@remote.example")
+            self.assertEqual(s.rcpt("gone@example.test")[0], 250)
+            self.assertEqual(s.rcpt("stays@example.test")[0], 250)
+            mc.mailctl("user", "del", "gone", check=True)
+            code, _ = s.data(b"Subject: late\r\n\r\nbody\r\n")
+            self.assertEqual(code, 250)
+            s.quit()
+            self.assertEqual(len(mc.message_list("stays")), 1)
+            log = mc.read_log()
+            self.assertRegex(log, r"to=<gone@example\.test>.*status=discarded")
+            self.assertNotRegex(log, r"to=<gone@example\.test>.*status=sent")
+            self.assertEqual(mc.stop(), 0)

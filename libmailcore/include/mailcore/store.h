@@ -64,6 +64,8 @@ void store_msg_note_sent(struct store_msg *m, const char *user, const char *msgi
  * (in the order added), or 0 when that mailbox no longer existed at commit
  * time (its user was deleted), so the message was not delivered there. */
 uint32_t store_msg_uid(const struct store_msg *m, size_t i);
+/* The uid given in mailbox_id, 0 when none (the mailbox was gone). */
+uint32_t store_msg_uid_in(const struct store_msg *m, uint32_t mailbox_id);
 uint64_t store_msg_file_id(const struct store_msg *m);
 /* Frees m; a message not committed has its temp file removed. */
 void store_msg_free(struct store_msg *m);
