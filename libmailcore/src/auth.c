@@ -13,6 +13,7 @@
  * Diagnostics: error texts name what failed and why (strerror), never the
  * password.
  */
+#include "mailcore/err.h"
 #include "mailcore/auth.h"
 #include "mailcore/db.h"
 
@@ -34,20 +35,6 @@
 #include <sys/random.h>
 
 #define AUTH_DELAY_BASE_MS 250
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- hashing ---------------------------------------------------------- */
 
@@ -79,34 +66,34 @@ int auth_hash(const char *password, char *out, size_t outlen, char *err, size_t 
     size_t n;
 
     if (password == NULL || password[0] == '\0') {
-        set_err(err, errlen, "empty password");
+        err_set(err, errlen, "empty password");
         return -1;
     }
     if (strnlen(password, AUTH_PASSWORD_MAX + 1) > AUTH_PASSWORD_MAX) {
-        set_err(err, errlen, "password too long (max %d bytes)", AUTH_PASSWORD_MAX);
+        err_set(err, errlen, "password too long (max %d bytes)", AUTH_PASSWORD_MAX);
         return -1;
     }
     errno = 0;
     if (crypt_gensalt_rn("$y$", 0, NULL, 0, setting, sizeof setting) == NULL || setting[0] == '*') {
-        set_err(err, errlen, "cannot generate a salt: %s",
+        err_set(err, errlen, "cannot generate a salt: %s",
                 errno ? strerror(errno) : "libcrypt failed");
         return -1;
     }
     if ((cd = crypt_data_new()) == NULL) {
-        set_err(err, errlen, "cannot hash password: %s", strerror(errno));
+        err_set(err, errlen, "cannot hash password: %s", strerror(errno));
         return -1;
     }
     errno = 0;
     res = crypt_rn(password, setting, cd, (int)sizeof *cd);
     if (crypt_failed(res)) {
-        set_err(err, errlen, "cannot hash password: %s",
+        err_set(err, errlen, "cannot hash password: %s",
                 errno ? strerror(errno) : "libcrypt failed");
         crypt_data_free(cd);
         return -1;
     }
     n = strlen(res);
     if (n > AUTH_HASH_MAX || n >= outlen) {
-        set_err(err, errlen, "cannot hash password: hash of %zu bytes does not fit", n);
+        err_set(err, errlen, "cannot hash password: hash of %zu bytes does not fit", n);
         crypt_data_free(cd);
         return -1;
     }
@@ -189,9 +176,9 @@ static int pw_read_line(struct pw_src *s, char *buf, size_t max, char *err, size
         ch = pw_getc(s);
         if (ch == -2) {
             if (errno == EINTR)
-                set_err(err, errlen, "interrupted");
+                err_set(err, errlen, "interrupted");
             else
-                set_err(err, errlen, "cannot read password: %s", strerror(errno));
+                err_set(err, errlen, "cannot read password: %s", strerror(errno));
             goto out;
         }
         if (ch == EOF)
@@ -201,7 +188,7 @@ static int pw_read_line(struct pw_src *s, char *buf, size_t max, char *err, size
             break;
         }
         if (n == max + 1) {
-            set_err(err, errlen, "password too long (max %zu bytes)", max);
+            err_set(err, errlen, "password too long (max %zu bytes)", max);
             goto out;
         }
         line[n++] = (char)ch;
@@ -209,15 +196,15 @@ static int pw_read_line(struct pw_src *s, char *buf, size_t max, char *err, size
     if (nl && n > 0 && line[n - 1] == '\r')
         n--;
     if (!nl && n == 0) {
-        set_err(err, errlen, "no password given (end of input)");
+        err_set(err, errlen, "no password given (end of input)");
         goto out;
     }
     if (n > max) {
-        set_err(err, errlen, "password too long (max %zu bytes)", max);
+        err_set(err, errlen, "password too long (max %zu bytes)", max);
         goto out;
     }
     if (n == 0) {
-        set_err(err, errlen, "empty password");
+        err_set(err, errlen, "empty password");
         goto out;
     }
     memcpy(buf, line, n);
@@ -265,7 +252,7 @@ static int pw_read_tty(FILE *in, char *buf, size_t max, char *err, size_t errlen
     ttyfd = open("/dev/tty", O_WRONLY | O_NOCTTY | O_CLOEXEC);
     out = ttyfd >= 0 ? ttyfd : STDERR_FILENO;
     if (tcgetattr(src.fd, &saved) < 0) {
-        set_err(err, errlen, "cannot read terminal settings: %s", strerror(errno));
+        err_set(err, errlen, "cannot read terminal settings: %s", strerror(errno));
         goto close_tty;
     }
 
@@ -284,7 +271,7 @@ static int pw_read_tty(FILE *in, char *buf, size_t max, char *err, size_t errlen
     quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
     quiet.c_lflag |= ICANON;
     if (tcsetattr(src.fd, TCSAFLUSH, &quiet) < 0) {
-        set_err(err, errlen, "cannot turn off echo: %s", strerror(errno));
+        err_set(err, errlen, "cannot turn off echo: %s", strerror(errno));
         goto restore_signals;
     }
 
@@ -296,7 +283,7 @@ static int pw_read_tty(FILE *in, char *buf, size_t max, char *err, size_t errlen
         rc = pw_read_line(&src, again, max, err, errlen);
         pw_write(out, "\n");
         if (rc == 0 && strcmp(buf, again) != 0) {
-            set_err(err, errlen, "passwords do not match");
+            err_set(err, errlen, "passwords do not match");
             rc = -1;
         }
     }
@@ -312,7 +299,7 @@ restore_signals:
         sigaction(pw_signals[i], &old[i], NULL);
     if (sig != 0) {
         /* Echo is back: now let the signal do what it was meant to. */
-        set_err(err, errlen, "interrupted");
+        err_set(err, errlen, "interrupted");
         rc = -1;
         explicit_bzero(buf, max + 1);
         raise(sig);
@@ -330,7 +317,7 @@ int auth_password_read(FILE *in, int from_stdin, char *buf, size_t len, char *er
     int rc;
 
     if (in == NULL || buf == NULL || len < 2) {
-        set_err(err, errlen, "no room for a password");
+        err_set(err, errlen, "no room for a password");
         return -1;
     }
     max = len - 1 < AUTH_PASSWORD_MAX ? len - 1 : AUTH_PASSWORD_MAX;

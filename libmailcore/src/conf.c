@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "mailcore/err.h"
 #include "mailcore/conf.h"
 
 #define CONF_LIST_MAX 64
@@ -31,20 +32,6 @@ struct conf_val {
 struct conf {
     struct conf_val *v;         /* conf_nkeys slots, in table order */
 };
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 const struct conf_key *conf_key_find(const char *name)
 {
@@ -154,7 +141,7 @@ static int split_list(const char *text, char ***items, size_t *nitems, char *err
     const char *p = text;
 
     if (list == NULL) {
-        seterr(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return -1;
     }
     while (*p) {
@@ -165,11 +152,11 @@ static int split_list(const char *text, char ***items, size_t *nitems, char *err
         if (len == 0)
             break;
         if (n == CONF_LIST_MAX) {
-            seterr(err, errlen, "more than %d list items", CONF_LIST_MAX);
+            err_set(err, errlen, "more than %d list items", CONF_LIST_MAX);
             goto fail;
         }
         if ((list[n] = strndup(p, len)) == NULL) {
-            seterr(err, errlen, "out of memory");
+            err_set(err, errlen, "out of memory");
             goto fail;
         }
         n++;
@@ -195,7 +182,7 @@ static int parse_value(const struct conf_key *k, const char *text, struct conf_v
     switch (k->type) {
     case CONF_PORT:
         if (parse_uint(text, &nv.num) < 0 || nv.num > 65535) {
-            seterr(err, errlen, "'%s' is not a port number (0-65535)", text);
+            err_set(err, errlen, "'%s' is not a port number (0-65535)", text);
             return -1;
         }
         break;
@@ -209,11 +196,11 @@ static int parse_value(const struct conf_key *k, const char *text, struct conf_v
                          : k->type == CONF_SIZE     ? "a size (e.g. 512k, 50m, 1g)"
                                                     : "a number";
         if (r < 0) {
-            seterr(err, errlen, "'%s' is not %s", text, what);
+            err_set(err, errlen, "'%s' is not %s", text, what);
             return -1;
         }
         if (nv.num < k->min || (k->max && nv.num > k->max)) {
-            seterr(err, errlen, "%s is out of range (%llu to %llu)", text,
+            err_set(err, errlen, "%s is out of range (%llu to %llu)", text,
                    (unsigned long long)k->min, (unsigned long long)k->max);
             return -1;
         }
@@ -221,14 +208,14 @@ static int parse_value(const struct conf_key *k, const char *text, struct conf_v
     }
     case CONF_BOOL:
         if (conf_parse_bool(text, &b) < 0) {
-            seterr(err, errlen, "'%s' is not yes or no", text);
+            err_set(err, errlen, "'%s' is not yes or no", text);
             return -1;
         }
         nv.num = (uint64_t)b;
         break;
     case CONF_PATH:
         if (text[0] != '\0' && text[0] != '/') {
-            seterr(err, errlen, "'%s' is not an absolute path", text);
+            err_set(err, errlen, "'%s' is not an absolute path", text);
             return -1;
         }
         break;
@@ -242,19 +229,19 @@ static int parse_value(const struct conf_key *k, const char *text, struct conf_v
     if ((k->flags & CONF_FILE_MUST_EXIST) && text[0] != '\0') {
         struct stat st;
         if (stat(text, &st) < 0) {
-            seterr(err, errlen, "%s: %s", text, strerror(errno));
+            err_set(err, errlen, "%s: %s", text, strerror(errno));
             val_clear(&nv);
             return -1;
         }
         if (!S_ISREG(st.st_mode)) {
-            seterr(err, errlen, "%s: not a regular file", text);
+            err_set(err, errlen, "%s: not a regular file", text);
             val_clear(&nv);
             return -1;
         }
     }
     if ((nv.text = strdup(text)) == NULL) {
         val_clear(&nv);
-        seterr(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return -1;
     }
     val_clear(v);
@@ -332,11 +319,11 @@ int conf_set(struct conf *c, const char *key, const char *value, char *err, size
     char why[CONF_ORIGIN_MAX];
 
     if (k == NULL) {
-        seterr(err, errlen, "%s: unknown parameter", key);
+        err_set(err, errlen, "%s: unknown parameter", key);
         return -1;
     }
     if (parse_value(k, value, &c->v[k - conf_keys], why, sizeof why) < 0) {
-        seterr(err, errlen, "%s: %s", key, why);
+        err_set(err, errlen, "%s: %s", key, why);
         return -1;
     }
     return 0;
@@ -370,7 +357,7 @@ static int parse_logical(struct parse *p)
     for (end = key; is_key_char((unsigned char)*end); end++)
         ;
     if (end == key) {
-        seterr(p->err, p->errlen, "%s:%u: expected 'key = value', got '%.40s'", p->name,
+        err_set(p->err, p->errlen, "%s:%u: expected 'key = value', got '%.40s'", p->name,
                p->line, s);
         return -1;
     }
@@ -379,14 +366,14 @@ static int parse_logical(struct parse *p)
         eq++;
     if (*eq != '=') {
         *end = '\0';
-        seterr(p->err, p->errlen, "%s:%u: %s: missing '=' (expected 'key = value')", p->name,
+        err_set(p->err, p->errlen, "%s:%u: %s: missing '=' (expected 'key = value')", p->name,
                p->line, key);
         return -1;
     }
     *end = '\0';
     k = conf_key_find(key);
     if (k == NULL) {
-        seterr(p->err, p->errlen, "%s:%u: %s: unknown parameter", p->name, p->line, key);
+        err_set(p->err, p->errlen, "%s:%u: %s: unknown parameter", p->name, p->line, key);
         return -1;
     }
     value = eq + 1;
@@ -397,7 +384,7 @@ static int parse_logical(struct parse *p)
         *--end = '\0';
     struct conf_val *v = &p->c->v[k - conf_keys];
     if (parse_value(k, value, v, why, sizeof why) < 0) {
-        seterr(p->err, p->errlen, "%s:%u: %s: %s", p->name, p->line, key, why);
+        err_set(p->err, p->errlen, "%s:%u: %s: %s", p->name, p->line, key, why);
         return -1;
     }
     snprintf(v->origin, sizeof v->origin, "%s:%u", p->name, p->line);
@@ -423,7 +410,7 @@ int conf_load_buf(struct conf *c, const char *name, const char *buf, size_t len,
     int r = -1;
 
     if (p == NULL) {
-        seterr(err, errlen, "%s: out of memory", name);
+        err_set(err, errlen, "%s: out of memory", name);
         return -1;
     }
     *p = (struct parse){.c = c, .name = name, .err = err, .errlen = errlen};
@@ -437,14 +424,14 @@ int conf_load_buf(struct conf *c, const char *name, const char *buf, size_t len,
         if (n > 0 && line[n - 1] == '\r')
             n--;
         if (n > CONF_LINE_MAX) {
-            seterr(err, errlen, "%s:%u: line too long (more than %d bytes)", name, lineno,
+            err_set(err, errlen, "%s:%u: line too long (more than %d bytes)", name, lineno,
                    CONF_LINE_MAX);
             goto out;
         }
         for (size_t i = 0; i < n; i++) {
             unsigned char ch = (unsigned char)line[i];
             if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
-                seterr(err, errlen, "%s:%u: control character 0x%02x in line", name, lineno, ch);
+                err_set(err, errlen, "%s:%u: control character 0x%02x in line", name, lineno, ch);
                 goto out;
             }
         }
@@ -454,12 +441,12 @@ int conf_load_buf(struct conf *c, const char *name, const char *buf, size_t len,
             continue;                       /* blank or comment */
         if (skip > 0) {                     /* continuation */
             if (p->len == 0) {
-                seterr(err, errlen, "%s:%u: continuation line without a 'key = value' before it",
+                err_set(err, errlen, "%s:%u: continuation line without a 'key = value' before it",
                        name, lineno);
                 goto out;
             }
             if (p->len + 1 + (n - skip) > CONF_LINE_MAX) {
-                seterr(err, errlen, "%s:%u: line too long (more than %d bytes with its "
+                err_set(err, errlen, "%s:%u: line too long (more than %d bytes with its "
                        "continuations)", name, p->line, CONF_LINE_MAX);
                 goto out;
             }
@@ -490,15 +477,15 @@ static int read_all(int fd, const char *name, char **bufp, size_t *lenp, char *e
     ssize_t n;
 
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        seterr(err, errlen, "%s: not a regular file", name);
+        err_set(err, errlen, "%s: not a regular file", name);
         return -1;
     }
     if (st.st_size > CONF_FILE_MAX) {
-        seterr(err, errlen, "%s: file too large (more than %d bytes)", name, CONF_FILE_MAX);
+        err_set(err, errlen, "%s: file too large (more than %d bytes)", name, CONF_FILE_MAX);
         return -1;
     }
     if ((buf = malloc((size_t)st.st_size + 1)) == NULL) {
-        seterr(err, errlen, "%s: out of memory", name);
+        err_set(err, errlen, "%s: out of memory", name);
         return -1;
     }
     while (got < (size_t)st.st_size &&
@@ -506,7 +493,7 @@ static int read_all(int fd, const char *name, char **bufp, size_t *lenp, char *e
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            seterr(err, errlen, "%s: %s", name, strerror(errno));
+            err_set(err, errlen, "%s: %s", name, strerror(errno));
             free(buf);
             return -1;
         }
@@ -524,7 +511,7 @@ int conf_read_file(const char *path, char **buf, size_t *len, char *err, size_t 
     int r;
 
     if (fd < 0) {
-        seterr(err, errlen, "%s: %s", path, strerror(errno));
+        err_set(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
     }
     r = read_all(fd, path, buf, len, err, errlen);
@@ -619,7 +606,7 @@ int conf_print(const struct conf *c, FILE *out, int only_changed, const char *co
     if (keys != NULL) {
         for (size_t i = 0; keys[i]; i++)
             if (conf_key_find(keys[i]) == NULL) {
-                seterr(err, errlen, "%s: unknown parameter", keys[i]);
+                err_set(err, errlen, "%s: unknown parameter", keys[i]);
                 return -1;
             }
     }

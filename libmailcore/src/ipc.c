@@ -15,6 +15,7 @@
  *
  * Diagnostics: errors name the socket path and the reason (strerror).
  */
+#include "mailcore/err.h"
 #include "mailcore/ipc.h"
 
 #include <errno.h>
@@ -31,20 +32,6 @@
 
 #define IPC_BACKLOG 64
 #define IPC_CONNECT_RETRY_MS 10 /* pause when the server's backlog is full */
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* Fill sa from path; -1 (ENAMETOOLONG, EINVAL) when it cannot hold it. */
 static int ipc_addr(const char *path, struct sockaddr_un *sa)
@@ -69,10 +56,10 @@ static int ipc_addr(const char *path, struct sockaddr_un *sa)
 static int addr_err(const char *path, char *err, size_t errlen)
 {
     if (errno == ENAMETOOLONG)
-        set_err(err, errlen, "socket path too long (max %zu bytes): %s",
+        err_set(err, errlen, "socket path too long (max %zu bytes): %s",
                 sizeof((struct sockaddr_un *)0)->sun_path - 1, path);
     else
-        set_err(err, errlen, "empty socket path");
+        err_set(err, errlen, "empty socket path");
     return -1;
 }
 
@@ -110,16 +97,16 @@ static int ipc_stale(const char *path, const struct sockaddr_un *sa, int type, c
     if (lstat(path, &st) < 0) {
         if (errno == ENOENT)
             return -1;
-        set_err(err, errlen, "cannot stat %s: %s", path, strerror(errno));
+        err_set(err, errlen, "cannot stat %s: %s", path, strerror(errno));
         return 0;
     }
     if (!S_ISSOCK(st.st_mode)) {
-        set_err(err, errlen, "%s exists and is not a socket; not removing it", path);
+        err_set(err, errlen, "%s exists and is not a socket; not removing it", path);
         return 0;
     }
     fd = socket(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        set_err(err, errlen, "cannot create socket for %s: %s", path, strerror(errno));
+        err_set(err, errlen, "cannot create socket for %s: %s", path, strerror(errno));
         return 0;
     }
     rc = connect(fd, (const struct sockaddr *)sa, sizeof *sa);
@@ -128,9 +115,9 @@ static int ipc_stale(const char *path, const struct sockaddr_un *sa, int type, c
     if (rc < 0 && (saved == ECONNREFUSED || saved == ENOENT))
         return 1;
     if (rc == 0 || saved == EAGAIN)
-        set_err(err, errlen, "%s is in use by another process", path);
+        err_set(err, errlen, "%s is in use by another process", path);
     else
-        set_err(err, errlen, "%s is a socket that may be in use (%s); not removing it", path,
+        err_set(err, errlen, "%s is a socket that may be in use (%s); not removing it", path,
                 strerror(saved));
     return 0;
 }
@@ -142,7 +129,7 @@ int ipc_listen(const char *path, int type, mode_t mode, char *err, size_t errlen
     int fd, rc, saved;
 
     if (type != SOCK_SEQPACKET && type != SOCK_DGRAM) {
-        set_err(err, errlen, "%s: socket type must be SOCK_SEQPACKET or SOCK_DGRAM",
+        err_set(err, errlen, "%s: socket type must be SOCK_SEQPACKET or SOCK_DGRAM",
                 path ? path : "(null)");
         errno = EINVAL;
         return -1;
@@ -155,7 +142,7 @@ int ipc_listen(const char *path, int type, mode_t mode, char *err, size_t errlen
         return -1;
     case 1:
         if (unlink(path) < 0 && errno != ENOENT) {
-            set_err(err, errlen, "cannot remove stale socket %s: %s", path, strerror(errno));
+            err_set(err, errlen, "cannot remove stale socket %s: %s", path, strerror(errno));
             return -1;
         }
         break;
@@ -165,7 +152,7 @@ int ipc_listen(const char *path, int type, mode_t mode, char *err, size_t errlen
 
     fd = socket(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        set_err(err, errlen, "cannot create socket for %s: %s", path, strerror(errno));
+        err_set(err, errlen, "cannot create socket for %s: %s", path, strerror(errno));
         return -1;
     }
     /* A Unix socket gets its mode at bind time from the umask (fchmod on
@@ -176,7 +163,7 @@ int ipc_listen(const char *path, int type, mode_t mode, char *err, size_t errlen
     saved = errno;
     umask(old_mask);
     if (rc < 0) {
-        set_err(err, errlen, "cannot bind %s: %s", path, strerror(saved));
+        err_set(err, errlen, "cannot bind %s: %s", path, strerror(saved));
         close(fd);
         errno = saved;
         return -1;
@@ -184,12 +171,12 @@ int ipc_listen(const char *path, int type, mode_t mode, char *err, size_t errlen
     /* The umask cannot add bits (setgid dirs, modes wider than 0777). */
     if (chmod(path, mode) < 0) {
         saved = errno;
-        set_err(err, errlen, "cannot chmod %s: %s", path, strerror(saved));
+        err_set(err, errlen, "cannot chmod %s: %s", path, strerror(saved));
         goto fail;
     }
     if (type == SOCK_SEQPACKET && listen(fd, IPC_BACKLOG) < 0) {
         saved = errno;
-        set_err(err, errlen, "cannot listen on %s: %s", path, strerror(saved));
+        err_set(err, errlen, "cannot listen on %s: %s", path, strerror(saved));
         goto fail;
     }
     return fd;
@@ -254,7 +241,7 @@ static int req_connect(const char *path, const struct sockaddr_un *sa, uint64_t 
 
     fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        set_err(err, errlen, "cannot create socket for %s: %s", path, strerror(errno));
+        err_set(err, errlen, "cannot create socket for %s: %s", path, strerror(errno));
         return -1;
     }
     for (;;) {
@@ -263,13 +250,13 @@ static int req_connect(const char *path, const struct sockaddr_un *sa, uint64_t 
         if (errno == EINTR)
             continue;
         if (errno != EAGAIN) {
-            set_err(err, errlen, "cannot connect to %s: %s%s", path, strerror(errno),
+            err_set(err, errlen, "cannot connect to %s: %s%s", path, strerror(errno),
                     errno == ENOENT || errno == ECONNREFUSED ? " (is master running?)" : "");
             break;
         }
         wait = ms_left(deadline);
         if (wait == 0) {
-            set_err(err, errlen, "timed out waiting for %s", path);
+            err_set(err, errlen, "timed out waiting for %s", path);
             break;
         }
         if (wait < 0 || wait > IPC_CONNECT_RETRY_MS)
@@ -303,7 +290,7 @@ int ipc_request(const char *path, const char *req, char *reply, size_t replylen,
     int fd, rc;
 
     if (reply == NULL || replylen == 0) {
-        set_err(err, errlen, "no room for a reply from %s", path ? path : "(null)");
+        err_set(err, errlen, "no room for a reply from %s", path ? path : "(null)");
         return -1;
     }
     reply[0] = '\0';
@@ -311,7 +298,7 @@ int ipc_request(const char *path, const char *req, char *reply, size_t replylen,
         return addr_err(path, err, errlen);
     reqlen = req ? strlen(req) : 0;
     if (reqlen == 0 || reqlen > IPC_MSG_MAX) {
-        set_err(err, errlen, "request to %s is %s", path, reqlen ? "too long" : "empty");
+        err_set(err, errlen, "request to %s is %s", path, reqlen ? "too long" : "empty");
         return -1;
     }
     deadline = timeout_ms < 0 ? UINT64_MAX : now_ms() + (uint64_t)timeout_ms;
@@ -321,7 +308,7 @@ int ipc_request(const char *path, const char *req, char *reply, size_t replylen,
 
     while (ipc_send(fd, req, reqlen) < 0) {
         if (errno != EAGAIN) {
-            set_err(err, errlen, "cannot send to %s: %s", path, strerror(errno));
+            err_set(err, errlen, "cannot send to %s: %s", path, strerror(errno));
             goto fail;
         }
         if ((rc = req_wait(fd, POLLOUT, deadline)) <= 0)
@@ -337,11 +324,11 @@ int ipc_request(const char *path, const char *req, char *reply, size_t replylen,
         if (n < 0 && errno == EAGAIN)
             continue;
         if (n < 0 && errno == EMSGSIZE) {
-            set_err(err, errlen, "reply from %s is too long (max %zu bytes)", path, replylen - 1);
+            err_set(err, errlen, "reply from %s is too long (max %zu bytes)", path, replylen - 1);
             goto fail;
         }
         if (n < 0) {
-            set_err(err, errlen, "cannot read from %s: %s", path, strerror(errno));
+            err_set(err, errlen, "cannot read from %s: %s", path, strerror(errno));
             goto fail;
         }
         used += (size_t)n;
@@ -352,9 +339,9 @@ int ipc_request(const char *path, const char *req, char *reply, size_t replylen,
 
 wait_failed:
     if (rc == 0)
-        set_err(err, errlen, "timed out waiting for %s", path);
+        err_set(err, errlen, "timed out waiting for %s", path);
     else
-        set_err(err, errlen, "cannot wait for %s: %s", path, strerror(errno));
+        err_set(err, errlen, "cannot wait for %s: %s", path, strerror(errno));
 fail:
     reply[used] = '\0';
     close(fd);

@@ -13,20 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "mailcore/err.h"
 #include "mailcore/privsep.h"
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 int privsep_lookup(const char *user, struct privsep_account *acct, char *err, size_t errlen)
 {
@@ -35,14 +23,14 @@ int privsep_lookup(const char *user, struct privsep_account *acct, char *err, si
     int r = getpwnam_r(user, &pw, buf, sizeof buf, &res);
 
     if (r != 0)
-        return fail(err, errlen, "cannot look up account %s: %s", user, strerror(r));
+        return err_set(err, errlen, "cannot look up account %s: %s", user, strerror(r));
     if (res == NULL)
-        return fail(err, errlen,
+        return err_set(err, errlen,
                     "mail_creator account '%s' does not exist: create it (useradd --system "
                     "--no-create-home --shell /usr/sbin/nologin %s) or set mail_creator",
                     user, user);
     if (pw.pw_uid == 0)
-        return fail(err, errlen, "mail_creator account '%s' is root: use an unprivileged account",
+        return err_set(err, errlen, "mail_creator account '%s' is root: use an unprivileged account",
                     user);
     acct->uid = pw.pw_uid;
     acct->gid = pw.pw_gid;
@@ -72,10 +60,10 @@ static int clear_caps(char *err, size_t errlen)
     cap_t caps = cap_init();
 
     if (caps == NULL)
-        return fail(err, errlen, "cap_init: %s", strerror(errno));
+        return err_set(err, errlen, "cap_init: %s", strerror(errno));
     if (cap_set_proc(caps) < 0) {
         cap_free(caps);
-        return fail(err, errlen, "cap_set_proc: %s", strerror(errno));
+        return err_set(err, errlen, "cap_set_proc: %s", strerror(errno));
     }
     cap_free(caps);
     prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
@@ -86,7 +74,7 @@ static int drop_bounding_set(char *err, size_t errlen)
 {
     for (int cap = 0; cap <= CAP_LAST_CAP; cap++)
         if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
-            return fail(err, errlen, "PR_CAPBSET_DROP %d: %s", cap, strerror(errno));
+            return err_set(err, errlen, "PR_CAPBSET_DROP %d: %s", cap, strerror(errno));
     return 0;
 }
 
@@ -101,18 +89,18 @@ int privsep_drop(const char *user, char *err, size_t errlen)
         if (drop_bounding_set(err, errlen) < 0)
             return -1;
         if (setgroups(1, &acct.gid) < 0)
-            return fail(err, errlen, "setgroups: %s", strerror(errno));
+            return err_set(err, errlen, "setgroups: %s", strerror(errno));
         if (setresgid(acct.gid, acct.gid, acct.gid) < 0)
-            return fail(err, errlen, "setresgid %u: %s", (unsigned)acct.gid, strerror(errno));
+            return err_set(err, errlen, "setresgid %u: %s", (unsigned)acct.gid, strerror(errno));
         if (setresuid(acct.uid, acct.uid, acct.uid) < 0)
-            return fail(err, errlen, "setresuid %u: %s", (unsigned)acct.uid, strerror(errno));
+            return err_set(err, errlen, "setresuid %u: %s", (unsigned)acct.uid, strerror(errno));
     }
     if (clear_caps(err, errlen) < 0)
         return -1;
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-        return fail(err, errlen, "PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
+        return err_set(err, errlen, "PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
     if (was_root && (setuid(0) == 0 || seteuid(0) == 0))
-        return fail(err, errlen, "privileges could be regained after dropping them");
+        return err_set(err, errlen, "privileges could be regained after dropping them");
     return was_root ? 0 : 1;
 }
 
