@@ -29,6 +29,7 @@ import threading
 import time
 import unittest
 
+from smtpraw import Raw, Reply
 from mcfixture import Instance, proc_status, wait_for
 
 TESTD = ("submitd", "imapd", "relayq")     # everything but smtpd is a stand-in
@@ -37,86 +38,6 @@ SIZE_LIMIT = 65536
 
 
 # --- clients --------------------------------------------------------------
-
-class Reply:
-    def __init__(self, code, lines):
-        self.code = code
-        self.lines = lines          # texts after "CODE-" / "CODE "
-        self.text = lines[-1]       # the last line, e.g. "2.1.0 Ok"
-
-    def __repr__(self):
-        return f"<{self.code} {' | '.join(self.lines)}>"
-
-
-class Raw:
-    """An SMTP client on a raw socket: exact bytes out, replies read in order."""
-
-    def __init__(self, port, timeout=TIMEOUT, greet=True, source="127.0.0.1"):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout,
-                                             source_address=(source, 0))
-        self.buf = b""
-        if greet:
-            self.greeting = self.reply()
-
-    def send(self, data):
-        self.sock.sendall(data.encode() if isinstance(data, str) else data)
-
-    def _line(self):
-        while b"\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError("server closed the connection; unread: %r" % self.buf)
-            self.buf += chunk
-        line, _, self.buf = self.buf.partition(b"\n")
-        return line.rstrip(b"\r").decode("utf-8", "replace")
-
-    def reply(self):
-        lines = []
-        while True:
-            line = self._line()
-            if len(line) < 3 or not line[:3].isdigit() or line[3:4] not in ("", " ", "-"):
-                raise AssertionError(f"not an SMTP reply line: {line!r}")
-            lines.append(line[4:])
-            if line[3:4] != "-":
-                return Reply(int(line[:3]), lines)
-
-    def cmd(self, line):
-        self.send(line + "\r\n")
-        return self.reply()
-
-    def closed_by_server(self):
-        """True when the server closes the connection (after what was read)."""
-        try:
-            while True:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    return True
-                self.buf += chunk
-        except (ConnectionResetError, BrokenPipeError):
-            return True
-        except socket.timeout:
-            return False
-
-    def starttls(self, context, server_hostname="localhost"):
-        self.sock = context.wrap_socket(self.sock, server_hostname=server_hostname)
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def reset(self):
-        """Close with a TCP RST, as a client that crashed."""
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
-        self.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
 
 class LocalhostContext(ssl.SSLContext):
     """Verifies the fixture's certificate for "localhost" while smtplib connects
