@@ -38,24 +38,33 @@ static size_t rfc5322_date(char *buf, size_t len, time_t when)
     return strftime(buf, len, "%a, %d %b %Y %H:%M:%S %z (%Z)", &tm);
 }
 
-static int trace_headers(struct smtp_session *s, char *buf, size_t len)
+int smtp_received(struct smtp_session *s, int with_for, char *buf, size_t len)
 {
-    struct smtp_server *srv = s->srv;
     char date[64], tls[160] = "", tlsline[200] = "", forline[SMTP_PATH_MAX + 16] = "";
+    int n;
 
     rfc5322_date(date, sizeof date, time(NULL));
     if (conn_is_tls(s->conn) && conn_tls_summary(s->conn, tls, sizeof tls)[0])
         snprintf(tlsline, sizeof tlsline, "\t(using %s)\r\n", tls);
-    if (s->nrcpts == 1)
+    if (with_for && s->nrcpts == 1)
         snprintf(forline, sizeof forline, "\r\n\tfor <%s>", s->rcpts[0].addr);
-    return snprintf(buf, len,
-                    "Return-Path: <%s>\r\n"
-                    "Received: from %s (unknown [%s])\r\n"
-                    "%s"
-                    "\tby %s (mailcore) with %s id %s%s;\r\n"
-                    "\t%s\r\n",
-                    s->from.addr, s->helo[0] ? s->helo : "unknown", s->addr, tlsline,
-                    srv->hostname, smtp_proto(s), s->qid, forline, date);
+    n = snprintf(buf, len,
+                 "Received: from %s (unknown [%s])\r\n"
+                 "%s"
+                 "\tby %s (mailcore) with %s id %s%s;\r\n"
+                 "\t%s\r\n",
+                 s->helo[0] ? s->helo : "unknown", s->addr, tlsline, s->srv->hostname,
+                 smtp_proto(s), s->qid, forline, date);
+    return n < 0 || (size_t)n >= len ? -1 : n;
+}
+
+static int trace_headers(struct smtp_session *s, char *buf, size_t len)
+{
+    int n = snprintf(buf, len, "Return-Path: <%s>\r\n", s->from.addr), r;
+
+    if (n < 0 || (size_t)n >= len || (r = smtp_received(s, 1, buf + n, len - (size_t)n)) < 0)
+        return -1;
+    return n + r;
 }
 
 int smtp_deliver_begin(struct smtp_session *s)

@@ -110,6 +110,9 @@ void smtp_session_free(struct smtp_session *s);
 const char *smtp_proto(const struct smtp_session *s);
 
 /* smtp_deliver.c */
+/* Our Received: field for the message of s ("for <rcpt>" with one
+ * recipient when with_for); its length, or -1 when buf is too small. */
+int smtp_received(struct smtp_session *s, int with_for, char *buf, size_t len);
 int smtp_deliver_begin(struct smtp_session *s);     /* temp file + trace headers; 0 or -1 */
 int smtp_deliver_write(struct smtp_session *s, const char *buf, size_t len);
 void smtp_deliver_finish(struct smtp_session *s);   /* refuse, or queue for commit */

@@ -307,21 +307,15 @@ static int added_headers(struct smtp_session *s, const struct mime_msg *mime,
                          const char *msgid, char *hdr, size_t len)
 {
     struct mime_header h;
-    char date[64], tls[160] = "", tlsline[200] = "";
+    char date[64];
     time_t now = time(NULL);
     struct tm tm;
-    int n;
+    int n = smtp_received(s, 0, hdr, len);
 
+    if (n < 0)
+        return -1;
     localtime_r(&now, &tm);
     strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
-    if (conn_is_tls(s->conn) && conn_tls_summary(s->conn, tls, sizeof tls)[0])
-        snprintf(tlsline, sizeof tlsline, "\t(using %s)\r\n", tls);
-    n = snprintf(hdr, len,
-                 "Received: from %s (unknown [%s])\r\n%s"
-                 "\tby %s (mailcore) with %s id %s;\r\n\t%s\r\n",
-                 s->helo, s->addr, tlsline, s->srv->hostname, smtp_proto(s), s->qid, date);
-    if (n < 0 || (size_t)n >= len)
-        return -1;
     if (!mime_header_find(mime->root, "Message-ID", &h))
         n += snprintf(hdr + n, len - (size_t)n, "Message-ID: %s\r\n", msgid);
     if ((size_t)n < len && !mime_header_find(mime->root, "Date", &h))
