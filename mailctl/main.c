@@ -170,16 +170,16 @@ int ctl_open_db(struct ctl *ctl)
 
     if (privsep_file_owner(user, &uid, &gid, err, sizeof err) < 0 ||
         privsep_dir("data_directory", dir, uid, gid, 0750, err, sizeof err) < 0)
-        return ctl_fail("%s", err);
+        return ctl_fail("%s", err), -1;
     /* From here on every file mailctl makes belongs to mail_creator. */
     if (privsep_drop(user, err, sizeof err) < 0)
-        return ctl_fail("cannot become %s: %s", user, err);
+        return ctl_fail("cannot become %s: %s", user, err), -1;
     ctl->db = db_open(dir, 1, uid, gid, err, sizeof err);
     if (ctl->db == NULL)
-        return ctl_fail("%s", err);
+        return ctl_fail("%s", err), -1;
     ctl->store = store_open(ctl->db, dir, err, sizeof err);
     if (ctl->store == NULL)
-        return ctl_fail("%s", err);
+        return ctl_fail("%s", err), -1;
     return 0;
 }
 
@@ -189,7 +189,7 @@ int ctl_drop_privs(struct ctl *ctl)
     const char *user = conf_str(ctl->conf, "mail_creator");
 
     if (privsep_drop(user, err, sizeof err) < 0)
-        return ctl_fail("cannot become %s: %s", user, err);
+        return ctl_fail("cannot become %s: %s", user, err), -1;
     return 0;
 }
 

@@ -62,6 +62,20 @@ class Users(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn("no user nobody-here", r.stderr)
 
+    def test_mailctl_unusable_database_is_one_clear_error(self):
+        self.mc.add_user("alice")
+        path = os.path.join(self.mc.settings["data_directory"], "data.mdb")
+        with open(path, "r+b") as f:
+            f.write(b"not an lmdb file" * 256)
+        for args in (("user", "add", "bob", "--password-stdin"), ("user", "list"),
+                     ("user", "del", "alice"), ("alias", "list"), ("group", "list"),
+                     ("message", "list", "alice")):
+            r = self.mc.mailctl(*args, input="pw\n")
+            self.assertEqual(r.returncode, 1, args)
+            self.assertRegex(r.stderr, r"^mailctl: .*/data: cannot open the database: .*not an LMDB",
+                             args)
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1, (args, r.stderr))
+
     def test_mailctl_aliases_and_groups(self):
         self.mc.add_user("alice")
         self.mc.add_user("bob")
