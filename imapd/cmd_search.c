@@ -3,39 +3,48 @@
  * RETURN (MIN MAX COUNT ALL) for IMAP4rev2 (RFC 9051, RFC 4731).
  *
  * Flags, sequence numbers and uids come from the session's view; size,
- * dates and modseq from the index; header and text keys read the message
- * file (mmapped, case-insensitive substring match on the raw bytes, as
- * Dovecot does for US-ASCII).
+ * dates and modseq from the index.  SUBJECT, FROM, TO, CC and BCC read the
+ * message's cached ENVELOPE (envelope.c), as a client's most common searches
+ * must not open every file of the mailbox; other header keys read the file's
+ * header section, BODY and TEXT the whole file (msgfile.c).  Matching is a
+ * case-insensitive substring match on the raw and the RFC 2047-decoded text,
+ * as Dovecot does.  The whole search runs in one LMDB read transaction: it
+ * never waits for the network.
  */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "imapd.h"
 #include "mailcore/conn.h"
 #include "mailcore/service.h"
 #include "mailcore/store.h"
 
+enum load { LOAD_NONE, LOAD_HEADER, LOAD_ALL };
+
 struct candidate {
     size_t seq;                     /* 1-based */
     const struct view_msg *vm;
     struct db_message dm;
-    int have_dm;
-    const char *map;
-    size_t maplen;
+    int loaded;                     /* enum load */
     struct mime_msg *mime;
-    int mapped;
+    int env_tried;
+    struct db_cache cache;          /* cache.envelope: NULL when not cached */
 };
 
 struct search_ctx {
     struct imap_session *s;
+    struct db_txn *txn;
     uint32_t max_uid;
+    const struct imap_search_key *root;
+    int uid;
+    uint32_t *hits;
+    size_t nhits;
+    struct msgfile file;            /* the candidate being tested */
+    struct mime_buf field;          /* a field read from the envelope */
 };
 
 static int ci_find(const char *hay, size_t hlen, const char *needle, size_t nlen)
@@ -48,26 +57,20 @@ static int ci_find(const char *hay, size_t hlen, const char *needle, size_t nlen
     return 0;
 }
 
-static void map_message(struct search_ctx *c, struct candidate *m)
+/* The candidate's file, parsed: its header section or all of it. */
+static void load(struct search_ctx *c, struct candidate *m, enum load level)
 {
-    struct stat st;
-    int fd;
+    size_t len;
 
-    if (m->mapped)
+    if (m->loaded >= (int)level)
         return;
-    m->mapped = 1;
-    fd = store_file_open(c->s->srv->svc->store, m->dm.file_id);
-    if (fd < 0)
+    mime_free(m->mime);
+    m->mime = NULL;
+    m->loaded = level;
+    if (msgfile_load(&c->file, c->s->srv->svc->store, m->dm.file_id, level == LOAD_HEADER) != 0)
         return;
-    if (fstat(fd, &st) == 0 && st.st_size > 0) {
-        void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (p != MAP_FAILED) {
-            m->map = p;
-            m->maplen = (size_t)st.st_size;
-        }
-    }
-    close(fd);
-    m->mime = mime_parse(m->map ? m->map : "", m->maplen);
+    len = level == LOAD_HEADER ? msgfile_header_len(&c->file) : c->file.len;
+    m->mime = mime_parse(c->file.p ? c->file.p : "", len);
 }
 
 static time_t day_of(time_t t)
@@ -95,6 +98,43 @@ static int header_text_match(const char *raw, size_t len, const char *value, siz
     mime_buf_free(&unfolded);
     mime_buf_free(&decoded);
     return hit;
+}
+
+/* A Subject or address key answered from the cached ENVELOPE: 1 when it
+ * could be (*hit set), 0 when the file must be read. */
+static int envelope_match(struct search_ctx *c, struct candidate *m, const char *name,
+                          const char *value, size_t vlen, int *hit)
+{
+    static const struct {
+        const char *name;
+        enum envelope_field f;
+    } fields[] = {{"Subject", ENV_SUBJECT}, {"From", ENV_FROM}, {"To", ENV_TO},
+                  {"Cc", ENV_CC}, {"Bcc", ENV_BCC}};
+    size_t i;
+    int rc;
+
+    for (i = 0; i < sizeof fields / sizeof fields[0]; i++)
+        if (strcasecmp(name, fields[i].name) == 0)
+            break;
+    /* An empty value asks whether the header exists: only the file knows. */
+    if (i == sizeof fields / sizeof fields[0] || vlen == 0)
+        return 0;
+    if (!m->env_tried) {
+        m->env_tried = 1;
+        if (db_cache_get(c->txn, m->dm.file_id, &m->cache) != 0)
+            m->cache.envelope = NULL;
+    }
+    if (m->cache.envelope == NULL)
+        return 0;
+    mime_buf_reset(&c->field);
+    rc = fields[i].f == ENV_SUBJECT
+             ? envelope_string(m->cache.envelope, m->cache.envelope_len, ENV_SUBJECT, &c->field)
+             : envelope_addresses(m->cache.envelope, m->cache.envelope_len, fields[i].f,
+                                  &c->field);
+    if (rc != 0 || c->field.failed)
+        return 0;
+    *hit = header_text_match(c->field.p ? c->field.p : "", c->field.len, value, vlen);
+    return 1;
 }
 
 static int header_match(struct candidate *m, const char *name, const char *value, size_t vlen)
@@ -125,7 +165,7 @@ static int body_match(struct candidate *m, const char *value, size_t vlen)
         if (mime_decode_body(p, &b, NULL) == 0 && b.p)
             hit = ci_find(b.p, b.len, value, vlen);
         else
-            hit = ci_find(m->map + p->body_off, p->body_len, value, vlen);
+            hit = ci_find(m->mime->buf + p->body_off, p->body_len, value, vlen);
         mime_buf_free(&b);
     }
     return hit;
@@ -200,7 +240,7 @@ static int eval(struct search_ctx *c, const struct imap_search_key *k, struct ca
     case IMAP_SK_SENTON:
     case IMAP_SK_SENTSINCE: {
         time_t d;
-        map_message(c, m);
+        load(c, m, LOAD_HEADER);
         d = day_of(sent_date(m));
         return k->kind == IMAP_SK_SENTBEFORE ? d < k->date
              : k->kind == IMAP_SK_SENTON     ? d == k->date
@@ -212,16 +252,20 @@ static int eval(struct search_ctx *c, const struct imap_search_key *k, struct ca
         return m->dm.size < k->number;
     case IMAP_SK_MODSEQ:
         return m->vm->modseq >= k->number;
-    case IMAP_SK_HEADER:
-        map_message(c, m);
+    case IMAP_SK_HEADER: {
+        int hit;
+        if (envelope_match(c, m, k->name, k->value, k->value_len, &hit))
+            return hit;
+        load(c, m, LOAD_HEADER);
         return header_match(m, k->name, k->value, k->value_len);
+    }
     case IMAP_SK_BODY:
     case IMAP_SK_TEXT:
-        map_message(c, m);
-        if (m->map == NULL)
+        load(c, m, LOAD_ALL);
+        if (c->file.p == NULL)
             return k->value_len == 0;
         if (m->mime == NULL)
-            return ci_find(m->map, m->maplen, k->value, k->value_len);
+            return ci_find(c->file.p, c->file.len, k->value, k->value_len);
         if (k->kind == IMAP_SK_TEXT) {
             struct mime_header h;
             size_t pos = 0;
@@ -234,18 +278,23 @@ static int eval(struct search_ctx *c, const struct imap_search_key *k, struct ca
     return 0;
 }
 
-struct dm_all {
-    uint32_t mbox;
-    struct candidate *c;
-    size_t n;
-};
-
-static int tx_dms(struct db_txn *txn, void *arg)
+/* Every message of the view tested, in one read transaction. */
+static int tx_search(struct db_txn *txn, void *arg)
 {
-    struct dm_all *a = arg;
+    struct search_ctx *c = arg;
+    struct view *v = c->s->view;
 
-    for (size_t i = 0; i < a->n; i++)
-        a->c[i].have_dm = db_message_get(txn, a->mbox, a->c[i].vm->uid, &a->c[i].dm) == 0;
+    c->txn = txn;
+    c->nhits = 0;
+    for (size_t k = 0; k < v->n; k++) {
+        struct candidate m = {.seq = k + 1, .vm = &v->msgs[k]};
+        if (db_message_get(txn, v->mailbox_id, m.vm->uid, &m.dm) != 0)
+            continue;                   /* expunged by another session */
+        if (eval(c, c->root, &m))
+            c->hits[c->nhits++] = c->uid ? m.vm->uid : (uint32_t)m.seq;
+        mime_free(m.mime);
+        msgfile_release(&c->file);
+    }
     return 0;
 }
 
@@ -289,12 +338,10 @@ void cmd_search(struct imap_session *s, int uid, const struct imap_arg *args, si
 {
     struct view *v = s->view;
     struct imap_search_key *root;
-    struct search_ctx c = {s, v->n ? v->msgs[v->n - 1].uid : 0};
-    struct candidate *cand;
-    struct dm_all all;
-    uint32_t *hits;
-    size_t nhits = 0, i = 0;
+    struct search_ctx c = {.s = s, .max_uid = v->n ? v->msgs[v->n - 1].uid : 0, .uid = uid};
+    size_t i = 0;
     unsigned ret = 0;
+    int rc;
     int esearch = 0;
     const char *why = "Invalid search";
     char err[256];
@@ -327,30 +374,28 @@ void cmd_search(struct imap_session *s, int uid, const struct imap_arg *args, si
         imap_command_done(s);
         return;
     }
-    cand = calloc(v->n ? v->n : 1, sizeof *cand);
-    hits = calloc(v->n ? v->n : 1, sizeof *hits);
-    if (cand == NULL || hits == NULL) {
-        free(cand), free(hits);
+    c.root = root;
+    c.hits = calloc(v->n ? v->n : 1, sizeof *c.hits);
+    if (c.hits == NULL) {
         imap_search_free(root);
         imap_tagged(s, "NO", "[SERVERBUG] Out of memory");
         imap_command_done(s);
         return;
     }
-    for (size_t k = 0; k < v->n; k++)
-        cand[k] = (struct candidate){.seq = k + 1, .vm = &v->msgs[k]};
-    all = (struct dm_all){v->mailbox_id, cand, v->n};
-    db_read(s->srv->svc->db, tx_dms, &all, err, sizeof err);
-    for (size_t k = 0; k < v->n; k++) {
-        if (cand[k].have_dm && eval(&c, root, &cand[k]))
-            hits[nhits++] = uid ? cand[k].vm->uid : (uint32_t)cand[k].seq;
-        mime_free(cand[k].mime);
-        if (cand[k].map)
-            munmap((void *)cand[k].map, cand[k].maplen);
-    }
-    report(s, uid, hits, nhits, ret, esearch);
-    free(cand);
-    free(hits);
+    mime_buf_init(&c.field, 0);
+    rc = db_read(s->srv->svc->db, tx_search, &c, err, sizeof err);
+    if (rc == 0)
+        report(s, uid, c.hits, c.nhits, ret, esearch);
+    msgfile_free(&c.file);
+    mime_buf_free(&c.field);
+    free(c.hits);
     imap_search_free(root);
+    if (rc != 0) {
+        log_warn("search in %s: %s", v->name, err);
+        imap_tagged(s, "NO", "[UNAVAILABLE] Search failed, try again");
+        imap_command_done(s);
+        return;
+    }
     if (view_sync(s, uid) < 0)
         return;
     imap_tagged(s, "OK", "Search completed");

@@ -2,13 +2,16 @@
  * fetch.c - FETCH and UID FETCH, streamed.
  *
  * For each message the response is assembled as segments: text built in a
- * buffer, and literals that point into the mmapped message file.  Segments
+ * buffer, and literals that point into the message file's bytes (msgfile.c:
+ * read into a buffer the job reuses, or mmapped when large).  Segments
  * go to the connection while its output buffer is below a high-water mark;
  * the job resumes when the output drains (fetch_continue), so a client
  * fetching a 50 MB message costs a bounded amount of memory here.
  *
- * ENVELOPE, BODYSTRUCTURE and BODY come from the LMDB cache of the message
- * file, filled (once per file) by the first FETCH that needs them.  A
+ * The index record and the cached ENVELOPE, BODYSTRUCTURE and BODY of a
+ * message are read in one transaction; the file is opened only for items
+ * that need its bytes, or to fill the cache (once per file) when a message
+ * has no entry yet.  A
  * non-PEEK body fetch sets \Seen first (not in EXAMINE), and that message's
  * response then carries FLAGS.
  */
@@ -16,10 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "imapd.h"
 #include "mailcore/conn.h"
@@ -42,9 +42,9 @@ struct fetch_job {
     int with_flags;                     /* \Seen set by this FETCH: show FLAGS */
     /* The message being sent. */
     int active;
-    const char *map;
-    size_t maplen;
+    struct msgfile file;
     struct mime_buf text;
+    struct mime_buf env, bs, body;      /* its cached structure */
     struct segment seg[SEGMENTS_MAX];
     size_t nseg, cur, cur_off;
     size_t text_mark;                   /* text before it is in segments */
@@ -54,9 +54,11 @@ void fetch_job_free(struct fetch_job *job)
 {
     if (job == NULL)
         return;
-    if (job->map && job->maplen)
-        munmap((void *)job->map, job->maplen);
+    msgfile_free(&job->file);
     mime_buf_free(&job->text);
+    mime_buf_free(&job->env);
+    mime_buf_free(&job->bs);
+    mime_buf_free(&job->body);
     imap_fetch_atts_free(&job->atts);
     free(job->idx);
     free(job);
@@ -73,26 +75,6 @@ static void flush_text(struct fetch_job *j)
 {
     seg_text(j, j->text_mark);
     j->text_mark = j->text.len;
-}
-
-struct msg_get {
-    uint32_t mbox, uid;
-    struct db_message *m;
-};
-
-static int tx_msg_get(struct db_txn *txn, void *arg)
-{
-    struct msg_get *g = arg;
-
-    return db_message_get(txn, g->mbox, g->uid, g->m);
-}
-
-static int db_read_message(struct imap_session *s, uint32_t uid, struct db_message *m)
-{
-    struct msg_get g = {s->view->mailbox_id, uid, m};
-    char err[256];
-
-    return db_read(s->srv->svc->db, tx_msg_get, &g, err, sizeof err);
 }
 
 static void literal_map(struct fetch_job *j, size_t off, size_t len)
@@ -115,78 +97,57 @@ static void literal_buf(struct fetch_job *j, const char *p, size_t len)
     mime_buf_add(&j->text, p, len);
 }
 
-static int open_message(struct imap_session *s, uint64_t file_id, const char **map,
-                        size_t *len)
-{
-    int fd = store_file_open(s->srv->svc->store, file_id);
-    struct stat st;
-
-    *map = NULL;
-    *len = 0;
-    if (fd < 0)
-        return -1;
-    if (fstat(fd, &st) == 0 && st.st_size > 0) {
-        void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (p != MAP_FAILED) {
-            *map = p;
-            *len = (size_t)st.st_size;
-        }
-    }
-    close(fd);
-    return *map || st.st_size == 0 ? 0 : -1;
-}
-
-/* Cached structure of a file; computed and stored when missing. */
-struct cache_io {
-    uint64_t file_id;
-    struct db_cache c;
-    struct mime_buf env, bs, body;
-    int found;
+/* What one message needs from the index, read in one transaction. */
+struct msg_read {
+    uint32_t mbox, uid;
+    int want_cache;
+    struct db_message dm;
+    struct fetch_job *j;
+    int cached;
 };
 
-static int tx_cache_get(struct db_txn *txn, void *arg)
+static int tx_msg_read(struct db_txn *txn, void *arg)
 {
-    struct cache_io *io = arg;
-    int rc = db_cache_get(txn, io->file_id, &io->c);
+    struct msg_read *r = arg;
+    struct db_cache c;
+    int rc;
 
+    if ((rc = db_message_get(txn, r->mbox, r->uid, &r->dm)) != 0 || !r->want_cache)
+        return rc;
+    rc = db_cache_get(txn, r->dm.file_id, &c);
     if (rc == DB_NOTFOUND)
         return 0;
     if (rc != 0)
         return rc;
-    io->found = 1;
-    mime_buf_add(&io->env, io->c.envelope, io->c.envelope_len);
-    mime_buf_add(&io->bs, io->c.bodystructure, io->c.bodystructure_len);
-    mime_buf_add(&io->body, io->c.body, io->c.body_len);
+    r->cached = 1;
+    mime_buf_add(&r->j->env, c.envelope, c.envelope_len);
+    mime_buf_add(&r->j->bs, c.bodystructure, c.bodystructure_len);
+    mime_buf_add(&r->j->body, c.body, c.body_len);
     return 0;
 }
 
 static int tx_cache_put(struct db_txn *txn, void *arg)
 {
-    struct cache_io *io = arg;
-    struct db_cache c = {io->env.p, io->bs.p, io->body.p, io->env.len, io->bs.len, io->body.len};
+    struct msg_read *r = arg;
+    struct fetch_job *j = r->j;
+    struct db_cache c = {j->env.p, j->bs.p, j->body.p, j->env.len, j->bs.len, j->body.len};
 
-    return db_cache_put(txn, io->file_id, &c);
+    return db_cache_put(txn, r->dm.file_id, &c);
 }
 
-static void structure(struct imap_session *s, struct fetch_job *j, uint64_t file_id,
-                      struct mime_msg *mime, struct cache_io *io)
+/* The structure of a message the cache did not have: computed, then kept. */
+static void fill_structure(struct imap_session *s, struct msg_read *r, struct mime_msg *mime)
 {
+    struct fetch_job *j = r->j;
     char err[256];
 
-    if (io->found || io->env.len)
-        return;
-    io->file_id = file_id;
-    db_read(s->srv->svc->db, tx_cache_get, io, err, sizeof err);
-    if (io->found)
-        return;
-    (void)j;
     if (mime == NULL)
         return;
-    mime_imap_envelope(mime->root, &io->env);
-    mime_imap_bodystructure(mime, 1, &io->bs);
-    mime_imap_bodystructure(mime, 0, &io->body);
-    if (!io->env.failed && !io->bs.failed && !io->body.failed)
-        db_write_lazy(s->srv->svc->db, tx_cache_put, io, err, sizeof err);
+    mime_imap_envelope(mime->root, &j->env);
+    mime_imap_bodystructure(mime, 1, &j->bs);
+    mime_imap_bodystructure(mime, 0, &j->body);
+    if (!j->env.failed && !j->bs.failed && !j->body.failed)
+        db_write_lazy(s->srv->svc->db, tx_cache_put, r, err, sizeof err);
 }
 
 static void internaldate(char *out, size_t len, int64_t when)
@@ -254,35 +215,61 @@ static void body_item(struct fetch_job *j, const struct imap_fetch_att *a, struc
     mime_buf_free(&tmp);
 }
 
-/* Build the segments of message i of the job. */
+static int needs_bytes(enum imap_fetch_kind kd)
+{
+    return kd == IMAP_FETCH_BODY_SECTION || kd == IMAP_FETCH_BINARY_SECTION ||
+           kd == IMAP_FETCH_BINARY_SIZE || kd == IMAP_FETCH_RFC822 ||
+           kd == IMAP_FETCH_RFC822_HEADER || kd == IMAP_FETCH_RFC822_TEXT;
+}
+
+static int needs_structure(enum imap_fetch_kind kd)
+{
+    return kd == IMAP_FETCH_ENVELOPE || kd == IMAP_FETCH_BODYSTRUCTURE ||
+           kd == IMAP_FETCH_BODY_STRUCT;
+}
+
+/* The index record, the cached structure and (when needed) the parsed file
+ * of the job's current message; -1 when it is gone. */
+static int load_message(struct imap_session *s, struct fetch_job *j, struct msg_read *r,
+                        struct mime_msg **mime)
+{
+    int want_bytes = 0;
+    char err[256];
+
+    *r = (struct msg_read){.mbox = s->view->mailbox_id,
+                           .uid = s->view->msgs[j->idx[j->pos]].uid, .j = j};
+    for (size_t k = 0; k < j->atts.n; k++) {
+        want_bytes |= needs_bytes(j->atts.a[k].kind);
+        r->want_cache |= needs_structure(j->atts.a[k].kind);
+    }
+    mime_buf_reset(&j->env);
+    mime_buf_reset(&j->bs);
+    mime_buf_reset(&j->body);
+    if (db_read(s->srv->svc->db, tx_msg_read, r, err, sizeof err) != 0)
+        return -1;                      /* expunged meanwhile: skip it */
+    *mime = NULL;
+    if ((want_bytes || (r->want_cache && !r->cached)) &&
+        msgfile_load(&j->file, s->srv->svc->store, r->dm.file_id, 0) == 0)
+        *mime = mime_parse(j->file.p ? j->file.p : "", j->file.len);
+    if (r->want_cache && !r->cached)
+        fill_structure(s, r, *mime);
+    return 0;
+}
+
+/* Build the segments of the job's current message. */
 static int prepare(struct imap_session *s, struct fetch_job *j)
 {
     const struct view_msg *vm = &s->view->msgs[j->idx[j->pos]];
-    struct db_message dm;
-    struct mime_msg *mime = NULL;
-    struct cache_io io = {0};
+    struct msg_read rd;
+    struct mime_msg *mime;
     char buf[DB_KEYWORDS_MAX * (DB_KEYWORD_LEN + 1) + 64];
-    int first = 1, need_file = 0;
+    int first = 1;
 
     mime_buf_reset(&j->text);
     j->nseg = j->cur = j->cur_off = 0;
     j->text_mark = 0;
-    if (db_read_message(s, vm->uid, &dm) != 0)
-        return -1;                      /* expunged meanwhile: skip it */
-    for (size_t k = 0; k < j->atts.n; k++) {
-        enum imap_fetch_kind kd = j->atts.a[k].kind;
-        if (kd == IMAP_FETCH_BODY_SECTION || kd == IMAP_FETCH_BINARY_SECTION ||
-            kd == IMAP_FETCH_BINARY_SIZE || kd == IMAP_FETCH_RFC822 ||
-            kd == IMAP_FETCH_RFC822_HEADER || kd == IMAP_FETCH_RFC822_TEXT ||
-            kd == IMAP_FETCH_ENVELOPE || kd == IMAP_FETCH_BODYSTRUCTURE ||
-            kd == IMAP_FETCH_BODY_STRUCT)
-            need_file = 1;
-    }
-    mime_buf_init(&io.env, 0);
-    mime_buf_init(&io.bs, 0);
-    mime_buf_init(&io.body, 0);
-    if (need_file && open_message(s, dm.file_id, &j->map, &j->maplen) == 0)
-        mime = mime_parse(j->map ? j->map : "", j->maplen);
+    if (load_message(s, j, &rd, &mime) != 0)
+        return -1;
     snprintf(buf, sizeof buf, "* %zu FETCH (", j->idx[j->pos] + 1);
     mime_buf_adds(&j->text, buf);
 #define SEP() (first ? (void)(first = 0) : (void)mime_buf_addc(&j->text, ' '))
@@ -310,31 +297,30 @@ static int prepare(struct imap_session *s, struct fetch_job *j)
             break;
         case IMAP_FETCH_INTERNALDATE:
             SEP();
-            internaldate(buf, sizeof buf, dm.internaldate);
+            internaldate(buf, sizeof buf, rd.dm.internaldate);
             mime_buf_adds(&j->text, "INTERNALDATE ");
             mime_buf_adds(&j->text, buf);
             break;
         case IMAP_FETCH_RFC822_SIZE:
             SEP();
-            snprintf(buf, sizeof buf, "RFC822.SIZE %llu", (unsigned long long)dm.size);
+            snprintf(buf, sizeof buf, "RFC822.SIZE %llu", (unsigned long long)rd.dm.size);
             mime_buf_adds(&j->text, buf);
             break;
         case IMAP_FETCH_MODSEQ:
             SEP();
-            snprintf(buf, sizeof buf, "MODSEQ (%llu)", (unsigned long long)dm.modseq);
+            snprintf(buf, sizeof buf, "MODSEQ (%llu)", (unsigned long long)rd.dm.modseq);
             mime_buf_adds(&j->text, buf);
             break;
         case IMAP_FETCH_ENVELOPE:
         case IMAP_FETCH_BODYSTRUCTURE:
         case IMAP_FETCH_BODY_STRUCT:
-            structure(s, j, dm.file_id, mime, &io);
             SEP();
             mime_buf_adds(&j->text, a->kind == IMAP_FETCH_ENVELOPE ? "ENVELOPE "
                                     : a->kind == IMAP_FETCH_BODYSTRUCTURE ? "BODYSTRUCTURE "
                                                                           : "BODY ");
             {
-                struct mime_buf *b = a->kind == IMAP_FETCH_ENVELOPE ? &io.env
-                                   : a->kind == IMAP_FETCH_BODYSTRUCTURE ? &io.bs : &io.body;
+                struct mime_buf *b = a->kind == IMAP_FETCH_ENVELOPE ? &j->env
+                                   : a->kind == IMAP_FETCH_BODYSTRUCTURE ? &j->bs : &j->body;
                 if (b->len)
                     mime_buf_add(&j->text, b->p, b->len);
                 else
@@ -344,7 +330,7 @@ static int prepare(struct imap_session *s, struct fetch_job *j)
         case IMAP_FETCH_RFC822:
             SEP();
             mime_buf_adds(&j->text, "RFC822 ");
-            literal_map(j, 0, j->maplen);
+            literal_map(j, 0, j->file.len);
             break;
         case IMAP_FETCH_RFC822_HEADER:
         case IMAP_FETCH_RFC822_TEXT: {
@@ -396,9 +382,6 @@ static int prepare(struct imap_session *s, struct fetch_job *j)
     mime_buf_adds(&j->text, ")\r\n");
     flush_text(j);
     mime_free(mime);
-    mime_buf_free(&io.env);
-    mime_buf_free(&io.bs);
-    mime_buf_free(&io.body);
     return j->text.failed ? -1 : 0;
 }
 
@@ -407,7 +390,7 @@ static int send_segments(struct imap_session *s, struct fetch_job *j)
 {
     while (j->cur < j->nseg) {
         const struct segment *g = &j->seg[j->cur];
-        const char *base = g->from_map ? j->map : j->text.p;
+        const char *base = g->from_map ? j->file.p : j->text.p;
         size_t left = g->len - j->cur_off, n = left > FETCH_CHUNK ? FETCH_CHUNK : left;
 
         if (conn_out_pending(s->conn) > FETCH_HIGH_WATER)
@@ -444,10 +427,7 @@ void fetch_continue(struct imap_session *s)
         if (!j->active) {
             if (prepare(s, j) != 0) {
                 j->pos++;
-                if (j->map && j->maplen)
-                    munmap((void *)j->map, j->maplen);
-                j->map = NULL;
-                j->maplen = 0;
+                msgfile_release(&j->file);
                 continue;
             }
             j->active = 1;
@@ -456,10 +436,7 @@ void fetch_continue(struct imap_session *s)
             imap_stall_arm(s);
             return;                     /* CONN_EV_DRAINED brings us back */
         }
-        if (j->map && j->maplen)
-            munmap((void *)j->map, j->maplen);
-        j->map = NULL;
-        j->maplen = 0;
+        msgfile_release(&j->file);
         j->active = 0;
         j->pos++;
     }
@@ -533,6 +510,9 @@ void cmd_fetch(struct imap_session *s, int uid, const struct imap_arg *args, siz
     }
     j->uid = uid;
     mime_buf_init(&j->text, 0);
+    mime_buf_init(&j->env, 0);
+    mime_buf_init(&j->bs, 0);
+    mime_buf_init(&j->body, 0);
     j->idx = view_resolve(s->view, &set, uid, &j->n);
     imap_seqset_free(&set);
     if (sets_seen(&j->atts) && !s->view->readonly) {

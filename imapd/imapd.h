@@ -8,6 +8,8 @@
  *	              NAMESPACE STATUS
  *	cmd_message.c STORE COPY MOVE EXPUNGE CLOSE UNSELECT CHECK SEARCH
  *	fetch.c       FETCH, streamed so that a large message never sits in memory
+ *	msgfile.c     a message file's bytes: read into a reused buffer, or mmapped
+ *	envelope.c    subject and addresses read back out of a cached ENVELOPE
  *	append.c      APPEND, its literal streamed into the store
  *	view.c        the selected mailbox: sequence numbers, flags, sync with LMDB
  *	notify.c      mailbox-change datagrams between processes; IDLE
@@ -71,6 +73,33 @@ enum imap_input {
 
 struct fetch_job;
 struct append_job;
+
+/* A message file's bytes (msgfile.c); buf is kept from one load to the next. */
+struct msgfile {
+    const char *p;
+    size_t len;
+    char *buf;
+    size_t cap;
+    void *map;
+    size_t maplen;
+};
+
+/* envelope.c: top-level fields of an ENVELOPE (RFC 3501 7.4.2). */
+enum envelope_field {
+    ENV_DATE, ENV_SUBJECT, ENV_FROM, ENV_SENDER, ENV_REPLY_TO, ENV_TO, ENV_CC, ENV_BCC,
+    ENV_IN_REPLY_TO, ENV_MESSAGE_ID
+};
+/* A string field's value appended to out (nothing for NIL); 0 or -1. */
+int envelope_string(const char *env, size_t len, enum envelope_field f, struct mime_buf *out);
+/* An address field as "name <mailbox@host>, ..." appended to out; 0 or -1. */
+int envelope_addresses(const char *env, size_t len, enum envelope_field f, struct mime_buf *out);
+
+struct store;
+/* Load a file (header_only: its header section at least); 0 or -1. */
+int msgfile_load(struct msgfile *f, struct store *st, uint64_t file_id, int header_only);
+size_t msgfile_header_len(const struct msgfile *f); /* the header section */
+void msgfile_release(struct msgfile *f);        /* done with the bytes */
+void msgfile_free(struct msgfile *f);           /* and the buffer */
 
 struct imap_session {
     struct imap_server *srv;

@@ -2229,6 +2229,32 @@ class Search(ImapCase):
             r = c.read_until_tagged("s1")
             self.assertEqual(r.lines(), ["SEARCH 1"], f"{key} {word}")
 
+    def test_search_header_keys_with_quotes_groups_and_raw_8bit(self):
+        # SUBJECT/FROM/TO/CC are answered from the cached ENVELOPE: quoting,
+        # literals (8-bit), groups and a second address must all still match.
+        name, _ = self.user()
+        c = self.connect(login=name)
+        raw = ("From: \"Smith, \\\"JJ\\\"\" <js@a.example>\r\n"
+               "To: undisclosed: ;, Zoe <zoe@z.example>\r\n"
+               "Cc: team: p@d.example, q@e.example;\r\n"
+               "Subject: a \"quoted\" back\\slash Gr\u00fc\u00dfe\r\n"
+               "\r\nbody\r\n").encode()
+        c.ok(f"APPEND INBOX {{{len(raw)}+}}\r\n".encode() + raw)
+        c.ok(f"APPEND INBOX {{{len(raw) - 6}+}}\r\n".encode()
+             + raw.replace(b"back\\slash", b"plain"))
+        c.select()
+        cases = (("SUBJECT", 'back\\slash', [1]), ("SUBJECT", '"quoted"', [1, 2]),
+                 ("SUBJECT", "Gr\u00fc\u00dfe", [1, 2]), ("FROM", 'Smith, "JJ"', [1, 2]),
+                 ("FROM", "js@a.example", [1, 2]), ("TO", "zoe@z", [1, 2]),
+                 ("CC", "q@e.example", [1, 2]), ("CC", "nobody", []),
+                 ("BCC", "js", []))
+        for key, word, want in cases:
+            w = word.encode()
+            c.send(f"s1 SEARCH CHARSET UTF-8 {key} {{{len(w)}+}}\r\n".encode() + w + b"\r\n")
+            r = c.read_until_tagged("s1")
+            self.assertEqual(r.lines(), ["SEARCH" + "".join(f" {n}" for n in want)],
+                             f"{key} {word}")
+
     def test_odd_search_keys_answered_without_crash(self):
         for crit in ("LARGER 99999999999999999999", "UID 4294967295", "1:4294967295",
                      "SINCE 31-Feb-2020", 'HEADER "" ""', "OR", "NOT", "()", "OR ALL",
