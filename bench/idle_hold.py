@@ -2,10 +2,11 @@
 """idle_hold.py - hold N IMAP sessions in IDLE and measure the server's PSS.
 
     idle_hold.py --port PORT --sessions N --server-pids "PID ..." [--host 127.0.0.1]
-                 [--users 100] [--user-fmt user%d@example.test] [--pass-fmt pw-user%d]
+                 [--tls] [--users 100] [--user-fmt user%d@example.test] [--pass-fmt pw-user%d]
                  [--hold 5] [--timeout 120] [--concurrency 50]
 
-Opens N plain connections to HOST:PORT (loopback only), each: LOGIN
+Opens N plain (--tls: implicit TLS, certificate not checked) connections to
+HOST:PORT (loopback only), each: LOGIN
 user(i mod U), SELECT INBOX, IDLE; waits for every "+" continuation, then
 samples the server's process tree (the PIDs given and all descendants) from
 /proc: sum of PSS (smaps_rollup) and the number of processes, before the
@@ -18,7 +19,7 @@ then DONE + LOGOUT on every session and closes them.  Bounded: --timeout for
 the whole set-up; RLIMIT_NOFILE is raised to what N needs (hard limit
 permitting).  Stops nothing but its own sockets.
 """
-import argparse, asyncio, ipaddress, os, resource, socket, sys, time
+import argparse, asyncio, ipaddress, os, resource, socket, ssl, sys, time
 
 
 def tree(roots):
@@ -60,7 +61,7 @@ def pss(roots):
 
 async def session(i, a, ready, stats):
     u = i % a.users
-    r, w = await asyncio.open_connection(a.host, a.port)
+    r, w = await asyncio.open_connection(a.host, a.port, ssl=a.ssl_ctx)
     tag = 0
 
     async def cmd(text):
@@ -147,7 +148,13 @@ if __name__ == '__main__':
     p.add_argument('--hold', type=float, default=5)
     p.add_argument('--timeout', type=float, default=120)
     p.add_argument('--concurrency', type=int, default=50)
+    p.add_argument('--tls', action='store_true')
     a = p.parse_args()
+    a.ssl_ctx = None
+    if a.tls:
+        a.ssl_ctx = ssl.create_default_context()
+        a.ssl_ctx.check_hostname = False
+        a.ssl_ctx.verify_mode = ssl.CERT_NONE
     if not ipaddress.ip_address(socket.gethostbyname(a.host)).is_loopback:
         sys.exit('idle_hold: loopback only')
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -6,6 +6,10 @@
 #                       messages of 4 KiB in INBOX
 #   imap-envelope-10k   imap_load --fetch-envelope-only as user99, whose INBOX
 #                       holds >= 10,000 messages of 4 KiB; 30 FETCHes or 60 s
+#   imap-idle           idle_hold.py: BENCH_IDLE_SESSIONS (10000) plain sessions
+#                       (LOGIN, SELECT INBOX, IDLE) over user0..user99, held;
+#                       the server's PSS per session
+#   imap-idle-tls       the same over implicit TLS (the IMAPS port)
 #   submit-remote       submit_load --starttls --auth, 10 sessions, 4 KiB,
 #                       one message per connection, to rcptN@remote.test
 #                       (BENCH_SUBMIT_MESSAGES, default 2000, at most 60 s);
@@ -18,6 +22,7 @@
 imap_users=${BENCH_IMAP_USERS:-50}
 imap_seconds=${BENCH_IMAP_SECONDS:-60}
 submit_messages=${BENCH_SUBMIT_MESSAGES:-2000}
+idle_sessions=${BENCH_IDLE_SESSIONS:-10000}
 proto_populated=0
 
 # ucount USER: INBOX messages of USER@example.test, via $ucount_cmd.
@@ -80,9 +85,9 @@ measure() {
 
 mem() { awk -v k="$1" -v n="$2" 'BEGIN { if (k > 0) printf "%.1f MiB PSS peak, %d procs", k / 1024, n; else print "n/a" }'; }
 
-# proto_tables TITLE SMTP_PORT IMAP_PORT SUBMISSION_PORT SERVER_PIDS UCOUNT_CMD SINK_PORT
+# proto_tables TITLE SMTP_PORT IMAP_PORT SUBMISSION_PORT SERVER_PIDS UCOUNT_CMD SINK_PORT IMAPS_PORT
 proto_tables() {
-    local title=$1 smtp=$2 imap=$3 sub=$4 pids=$5 sinkport=$7 w out tmpd
+    local title=$1 smtp=$2 imap=$3 sub=$4 pids=$5 sinkport=$7 imaps=$8 w out tmpd
     ucount_cmd=$6 proto_title=$1
     tmpd=$(mktemp -d /tmp/proto_bench.XXXXXX)
     echo
@@ -103,6 +108,14 @@ proto_tables() {
             measure "$out" "$pids" "$build/bench/imap_load" --fetch-envelope-only --host 127.0.0.1 --port "$imap" \
                 --user user99@example.test --pass pw-user99 --count 30 --duration 60 --timeout 60 --max-time 120 || true
             awk_proto_row "FETCH 1:* (FLAGS ENVELOPE), $(kvget "$out" messages) msgs, 1 client" "$out" fetch ;;
+        imap-idle | imap-idle-tls)
+            local port=$imap tls=""
+            [ "$w" = imap-idle-tls ] && port=$imaps tls=--tls
+            "$here/idle_hold.py" --host 127.0.0.1 --port "$port" $tls --sessions "$idle_sessions" \
+                --server-pids "$pids" --timeout 300 > "$out" 2> "$out.err" || true
+            sed 's/^/    /' "$out.err" >&2
+            { printf 'proto_bench target="%s" ' "$proto_title"; tr '\n' ' ' < "$out"; echo; } >> "$kv"
+            awk_idle_row "IMAP IDLE, $idle_sessions sessions$([ -n "$tls" ] && echo ", implicit TLS")" "$out" ;;
         submit-remote | submit-local)
             local to='rcpt%d@remote.test' sink_out=$tmpd/sink.out
             [ "$w" = submit-local ] && to='user%d@example.test'
@@ -146,6 +159,17 @@ proto_tables() {
         echo "FETCH 1:* (FLAGS ENVELOPE): first one $(kvget "$tmpd/imap-envelope-10k" first_fetch_ms) ms, mean $(kvget "$tmpd/imap-envelope-10k" fetch_env_mean_ms) ms over $(kvget "$tmpd/imap-envelope-10k" fetch_env_n) FETCHes."
     fi
     rm -rf "$tmpd"
+}
+
+# awk_idle_row LABEL OUT: one table row from idle_hold.py's line.
+awk_idle_row() {
+    awk -v label="$1" '
+        { for (i = 1; i <= NF; i++) { split($i, a, "="); v[a[1]] = a[2] } }
+        END {
+            if (v["idling"] == "") { printf "| %s | failed (see above) | | | | | | |\n", label; exit }
+            printf "| %s | %d idling (set-up %s s) | - | - | - | %s KiB PSS per session (%.1f MiB in all, %d procs) | %d | - |\n",
+                label, v["idling"], v["setup_s"], v["pss_per_session_kib"], v["pss_idle_kib"] / 1024, v["procs_idle"], v["errors"]
+        }' "$2"
 }
 
 # awk_proto_row LABEL OUT UNIT: one table row from imap_load/submit_load + server_measure lines.

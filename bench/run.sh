@@ -16,8 +16,9 @@
 # Environment:
 #   BENCH_MESSAGES=N      messages per workload (default 2000)
 #   BENCH_WORKLOADS=...   subset of: intake-1 intake-10 intake-64k imap-mix
-#                         imap-envelope-10k submit-remote submit-local (default
-#                         all; the last four are in proto_bench.sh, which lists
+#                         imap-envelope-10k imap-idle imap-idle-tls submit-remote
+#                         submit-local (default all; the last six are in
+#                         proto_bench.sh, which lists
 #                         their own knobs; BENCH_PEERS_LOGIN_PERF=1 adds imap-mix
 #                         with Dovecot's login-perf tuning when this script
 #                         starts the peers)
@@ -37,18 +38,19 @@ src=$(cd "$here/.." && pwd)
 peers=$(cd "$src/.." && pwd)/shared/peers/peers.sh
 PEERS_DIR=${PEERS_DIR:-/var/tmp/mailcore-peers}
 messages=${BENCH_MESSAGES:-2000}
-workloads=${BENCH_WORKLOADS:-intake-1 intake-10 intake-64k imap-mix imap-envelope-10k submit-remote submit-local}
+workloads=${BENCH_WORKLOADS:-intake-1 intake-10 intake-64k imap-mix imap-envelope-10k imap-idle imap-idle-tls submit-remote submit-local}
 smtp_workloads="" proto_workloads=""
 for w in $workloads; do
     case "$w" in
     intake-*) smtp_workloads+=" $w" ;;
-    imap-mix | imap-envelope-10k | submit-remote | submit-local) proto_workloads+=" $w" ;;
+    imap-mix | imap-envelope-10k | imap-idle | imap-idle-tls | submit-remote | submit-local) proto_workloads+=" $w" ;;
     *) echo "run.sh: unknown workload $w" >&2; exit 2 ;;
     esac
 done
 fsync=${BENCH_FSYNC:-auto}
 mc_port=${BENCH_MAILCORE_PORT:-13525}
 mc_imap=${BENCH_MAILCORE_IMAP_PORT:-13543}
+mc_imaps=${BENCH_MAILCORE_IMAPS_PORT:-13993}
 mc_sub=${BENCH_MAILCORE_SUBMISSION_PORT:-13587}
 mc_sink=${BENCH_MAILCORE_SINK_PORT:-13526}
 
@@ -153,9 +155,9 @@ mailserver_host = 127.0.0.1
 mailserver_port = $mc_sink
 disable_starttls = yes
 # The IDLE test (bench/idle_hold.py) holds thousands of sessions from 127.0.0.1.
-imap_client_connection_limit = 20000
+imap_client_connection_limit = 25000
 imap_user_connection_limit = 1000
-imaps_port = 0
+imaps_port = $( [ -n "$proto_workloads" ] && echo "$mc_imaps" || echo 0)
 tls_cert_file = $dir/tls/cert.pem
 tls_key_file = $dir/tls/key.pem
 data_directory = $dir/data
@@ -196,7 +198,7 @@ CONF
             echo "run.sh: mailcore's imapd/submitd are not listening ($dir/master.log)" >&2
         local ucount='import json,sys; u=sys.argv[1]; print(sum(m["messages"] for x in json.load(sys.stdin) if x["name"] == u for m in x["mailboxes"] if m["name"] == "INBOX"))'
         proto_tables "mailcore" "$mc_port" "$mc_imap" "$mc_sub" "$mc_pid" \
-            "$mailctl user list --json | python3 -c '$ucount' \$1" "$mc_sink"
+            "$mailctl user list --json | python3 -c '$ucount' \$1" "$mc_sink" "$mc_imaps"
     fi
     kill -TERM "$mc_pid"
     wait "$mc_pid" 2>/dev/null || true
@@ -239,13 +241,13 @@ MSG
     if [ -n "$proto_workloads" ]; then
         local ucount="d='$PEERS_DIR/mail/example.test'/\${1%%@*}/Maildir; find \"\$d/new\" \"\$d/cur\" -type f 2>/dev/null | wc -l"
         proto_tables "peers (Dovecot $(dovecot --version 2>/dev/null | cut -d' ' -f1) stock, Postfix $(postconf -d -h mail_version 2>/dev/null))" \
-            "${PEERS_SMTP_PORT:-10025}" 10143 10587 "$pids" "$ucount" 10026
+            "${PEERS_SMTP_PORT:-10025}" 10143 10587 "$pids" "$ucount" 10026 10993
         if [ "${BENCH_PEERS_LOGIN_PERF:-0}" = 1 ] && [[ " $proto_workloads " == *" imap-mix "* ]]; then
             if [ "$started_peers" = 1 ]; then
                 "$peers" tuning login-perf >&2 && "$peers" restart >&2
                 pids=$(peers_pids)
                 proto_workloads=imap-mix proto_tables "peers (Dovecot login-perf tuning)" \
-                    "${PEERS_SMTP_PORT:-10025}" 10143 10587 "$pids" "$ucount" 10026
+                    "${PEERS_SMTP_PORT:-10025}" 10143 10587 "$pids" "$ucount" 10026 10993
                 "$peers" tuning stock >&2
                 "$peers" restart >&2
             else

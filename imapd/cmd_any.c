@@ -290,5 +290,7 @@ void cmd_idle(struct imap_session *s, int uid, const struct imap_arg *args, size
     imap_parser_reset(s->parser);
     s->tag[0] = '\0';
     s->input = IN_IDLE;
+    if (s->view)
+        view_sleep(s->view);
     conn_resume(s->conn);
 }

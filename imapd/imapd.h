@@ -50,11 +50,19 @@ struct view {
     uint64_t highestmodseq;
     int readonly;
     int rev2;                   /* IMAP4rev2 enabled: no \Recent, no RECENT */
-    struct view_msg *msgs;
+    struct view_msg *msgs;      /* NULL while asleep */
     size_t n, cap;
-    char keywords[DB_KEYWORDS_MAX][DB_KEYWORD_LEN + 1];
+    char (*keywords)[DB_KEYWORD_LEN + 1];  /* DB_KEYWORDS_MAX; NULL while asleep */
     uint64_t keywords_used;     /* bit i: keywords[i] is defined */
     size_t announced_keywords;  /* to re-send FLAGS when a keyword appears */
+    /* Asleep (an IDLE session): the uids and the \Recent uids as ranges. */
+    int asleep;
+    struct uid_range *sleep_uids, *sleep_recent;
+    size_t sleep_nuids, sleep_nrecent;
+};
+
+struct uid_range {
+    uint32_t lo, hi;
 };
 
 enum imap_state { IS_NOTAUTH, IS_AUTH, IS_SELECTED, IS_LOGOUT };
@@ -202,6 +210,12 @@ void view_free(struct view *v);
  * (EXISTS, RECENT), flag changes (FETCH), and -- only when allow_expunge --
  * expunges (EXPUNGE).  0, or -1 when the mailbox is gone (BYE). */
 int view_sync(struct imap_session *s, int allow_expunge);
+/* An IDLE session's view keeps only its uids, as ranges (view_sleep); a
+ * view_sync that finds changes expands it, announces, and puts it back to
+ * sleep.  view_wake brings it back for commands (and announces what changed
+ * meanwhile); 0, or -1 when the mailbox is gone (BYE). */
+void view_sleep(struct view *v);
+int view_wake(struct imap_session *s);
 uint32_t view_seq_of_uid(const struct view *v, uint32_t uid);       /* 0: none */
 /* A sequence set (not UIDs) names only messages that exist ('*' aside). */
 int view_seqset_valid(const struct view *v, const struct imap_seqset *set);

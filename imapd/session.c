@@ -377,6 +377,8 @@ static void idle_line(struct imap_session *s, const char *line, size_t len)
     while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
         len--;
     snprintf(s->tag, sizeof s->tag, "%s", s->idle_tag);
+    if (s->view && view_wake(s) < 0)
+        return;
     if (len == 4 && strncasecmp(line, "DONE", 4) == 0)
         imap_tagged(s, "OK", "Idle completed");
     else

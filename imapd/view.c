@@ -9,6 +9,13 @@
  * mailbox's highestmodseq and uidnext are what the view saw, nothing
  * changed and the index is not read.
  *
+ * A session in IDLE may sit for days: its view sleeps (view_sleep), keeping
+ * only its uids and \Recent uids as ranges -- a few bytes for a mailbox
+ * without gaps instead of 32 bytes per message and the keyword table.  A
+ * sync that finds a change expands it (flags unknown: a message whose
+ * modseq is above the view's highestmodseq gets its FETCH FLAGS), merges
+ * as usual, and puts it back to sleep.
+ *
  * \Recent (RFC 3501 2.3.2): a message is recent in exactly one session,
  * the first read-write one to see it.  The mailbox's recent_uid says where
  * unclaimed messages begin; SELECT and a sync that finds new messages
@@ -21,6 +28,8 @@
 #include "imapd.h"
 #include "mailcore/conn.h"
 #include "mailcore/service.h"
+
+#define FLAGS_UNKNOWN UINT32_MAX        /* a woken view's messages */
 
 struct load {
     const char *user;
@@ -99,7 +108,8 @@ struct view *view_open(struct imap_session *s, const char *name, int readonly, c
     struct view *v = calloc(1, sizeof *v);
     struct load l = {.user = s->user, .name = name};
 
-    if (v == NULL) {
+    if (v == NULL || (v->keywords = calloc(DB_KEYWORDS_MAX, sizeof *v->keywords)) == NULL) {
+        free(v);
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
@@ -107,6 +117,7 @@ struct view *view_open(struct imap_session *s, const char *name, int readonly, c
     l.claim = !readonly;
     if ((readonly ? db_read : db_write_lazy)(s->srv->svc->db, tx_load, &l, err, errlen) != 0) {
         free(l.msgs);
+        free(v->keywords);
         free(v);
         return NULL;
     }
@@ -129,7 +140,95 @@ void view_free(struct view *v)
     if (v == NULL)
         return;
     free(v->msgs);
+    free(v->keywords);
+    free(v->sleep_uids);
+    free(v->sleep_recent);
     free(v);
+}
+
+/* The uids of msgs (only the recent ones: recent_only) as ranges. */
+static struct uid_range *ranges_of(const struct view_msg *msgs, size_t n, int recent_only,
+                                   size_t *nranges)
+{
+    struct uid_range *r;
+    size_t count = 0, k = 0;
+    uint32_t prev = 0;
+
+    for (size_t i = 0; i < n; i++)
+        if (!recent_only || msgs[i].recent) {
+            count += count == 0 || msgs[i].uid != prev + 1;
+            prev = msgs[i].uid;
+        }
+    *nranges = count;
+    if (count == 0)
+        return NULL;
+    if ((r = malloc(count * sizeof *r)) == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (recent_only && !msgs[i].recent)
+            continue;
+        if (k > 0 && msgs[i].uid == r[k - 1].hi + 1)
+            r[k - 1].hi = msgs[i].uid;
+        else
+            r[k++] = (struct uid_range){msgs[i].uid, msgs[i].uid};
+    }
+    return r;
+}
+
+void view_sleep(struct view *v)
+{
+    struct uid_range *uids, *recent;
+    size_t nuids, nrecent;
+
+    if (v->asleep)
+        return;
+    uids = ranges_of(v->msgs, v->n, 0, &nuids);
+    recent = ranges_of(v->msgs, v->n, 1, &nrecent);
+    if ((nuids && uids == NULL) || (nrecent && recent == NULL)) {
+        free(uids), free(recent);
+        return;                         /* no memory: stays awake */
+    }
+    free(v->msgs);
+    free(v->keywords);
+    v->msgs = NULL;
+    v->keywords = NULL;
+    v->cap = 0;
+    v->sleep_uids = uids;
+    v->sleep_nuids = nuids;
+    v->sleep_recent = recent;
+    v->sleep_nrecent = nrecent;
+    v->asleep = 1;
+}
+
+/* Expand a sleeping view: its messages with flags unknown.  0 or -1. */
+static int thaw(struct view *v)
+{
+    struct view_msg *msgs = malloc((v->n ? v->n : 1) * sizeof *msgs);
+    char (*keywords)[DB_KEYWORD_LEN + 1] = calloc(DB_KEYWORDS_MAX, sizeof *keywords);
+    size_t k = 0, r = 0;
+
+    if (msgs == NULL || keywords == NULL) {
+        free(msgs), free(keywords);
+        return -1;
+    }
+    for (size_t i = 0; i < v->sleep_nuids; i++)
+        for (uint64_t uid = v->sleep_uids[i].lo; uid <= v->sleep_uids[i].hi && k < v->n; uid++) {
+            while (r < v->sleep_nrecent && v->sleep_recent[r].hi < uid)
+                r++;
+            msgs[k++] = (struct view_msg){
+                .uid = (uint32_t)uid, .flags = FLAGS_UNKNOWN,
+                .recent = r < v->sleep_nrecent && v->sleep_recent[r].lo <= uid};
+        }
+    free(v->sleep_uids);
+    free(v->sleep_recent);
+    v->sleep_uids = v->sleep_recent = NULL;
+    v->sleep_nuids = v->sleep_nrecent = 0;
+    v->msgs = msgs;
+    v->n = k;
+    v->cap = v->n ? v->n : 1;
+    v->keywords = keywords;
+    v->asleep = 0;
+    return 0;
 }
 
 int view_is_recent(const struct view *v, const struct view_msg *m)
@@ -189,10 +288,23 @@ static void announce_fetch(struct imap_session *s, size_t seq, const struct view
     imap_untagged(s, "%zu FETCH (UID %u FLAGS (%s))", seq, m->uid, flags);
 }
 
-int view_sync(struct imap_session *s, int allow_expunge)
+/* Did message m change since the view last looked?  A woken view does not
+ * know its flags: its modseq says. */
+static int flags_changed(const struct view *v, const struct view_msg *old,
+                         const struct view_msg *now)
+{
+    if (old->flags == FLAGS_UNKNOWN)
+        return now->modseq > v->highestmodseq;
+    return now->flags != old->flags || now->keywords != old->keywords;
+}
+
+/* view_sync; wake: a sleeping view is read whatever changed and stays awake. */
+static int sync_view(struct imap_session *s, int allow_expunge, int wake)
 {
     struct view *v = s->view;
-    struct load l = {.mailbox_id = v->mailbox_id, .seen_modseq = v->highestmodseq,
+    int was_asleep = v->asleep;
+    struct load l = {.mailbox_id = v->mailbox_id,
+                     .seen_modseq = was_asleep && wake ? UINT64_MAX : v->highestmodseq,
                      .seen_uidnext = v->uidnext};
     char keywords[DB_KEYWORDS_MAX][DB_KEYWORD_LEN + 1];
     char err[256];
@@ -207,6 +319,11 @@ int view_sync(struct imap_session *s, int allow_expunge)
     }
     if (!l.changed)
         return 0;
+    if (was_asleep && thaw(v) != 0) {
+        free(l.msgs);
+        imap_session_close(s, "Out of memory");
+        return -1;
+    }
     if (!v->readonly && l.mb.uidnext != v->uidnext) {
         /* New mail: read again, claiming its \Recent, in one transaction. */
         free(l.msgs);
@@ -219,8 +336,9 @@ int view_sync(struct imap_session *s, int allow_expunge)
             return -1;
         }
     }
-    if (l.used != v->keywords_used) {
+    if (l.used != v->keywords_used || was_asleep)
         memcpy(v->keywords, keywords, sizeof keywords);
+    if (l.used != v->keywords_used) {
         v->keywords_used = l.used;
         view_announce_flags(s);
     }
@@ -229,13 +347,15 @@ int view_sync(struct imap_session *s, int allow_expunge)
     merged = malloc((v->n + l.n + 1) * sizeof *merged);
     if (merged == NULL) {
         free(l.msgs);
-        return 0;
+        if (!was_asleep)
+            return 0;                   /* the next sync tries again */
+        imap_session_close(s, "Out of memory");   /* woken: flags unknown */
+        return -1;
     }
     while (i < v->n) {
         if (j < l.n && l.msgs[j].uid == v->msgs[i].uid) {
             l.msgs[j].recent = v->msgs[i].recent;   /* stays what it was */
-            if (l.msgs[j].flags != v->msgs[i].flags ||
-                l.msgs[j].keywords != v->msgs[i].keywords)
+            if (flags_changed(v, &v->msgs[i], &l.msgs[j]))
                 announce_fetch(s, out + 1, &l.msgs[j]);
             merged[out++] = l.msgs[j++];
             i++;
@@ -274,8 +394,22 @@ int view_sync(struct imap_session *s, int allow_expunge)
         v->highestmodseq = l.mb.highestmodseq;
         v->uidnext = l.mb.uidnext;
     }
+    if (was_asleep && !wake)
+        view_sleep(v);
     return 0;
 }
+
+int view_sync(struct imap_session *s, int allow_expunge)
+{
+    return sync_view(s, allow_expunge, 0);
+}
+
+int view_wake(struct imap_session *s)
+{
+    return s->view->asleep ? sync_view(s, 1, 1) : 0;
+}
+
+
 
 uint32_t view_seq_of_uid(const struct view *v, uint32_t uid)
 {

@@ -217,6 +217,19 @@ static void release_in(struct conn *c)
     }
 }
 
+/* An idle connection holds no buffers: the output buffer goes when all of
+ * it is sent (at the end of a step, after DRAINED had its chance to refill
+ * it), as the input buffer goes when all of it is consumed. */
+static void drop_empty_out(struct conn *c)
+{
+    if (c->out != NULL && c->out_len == 0 && c->out_plain == 0) {
+        free(c->out);
+        c->out = NULL;
+        c->out_cap = 0;
+        c->out_off = 0;
+    }
+}
+
 static void consume_in(struct conn *c, size_t n)
 {
     c->in_off += n;
@@ -647,8 +660,10 @@ static void step(struct conn *c, int events)
         return;
     if (c->drained && c->out_len == 0 && !c->shut && !c->failed) {
         c->drained = 0;
-        (void)notify(c, CONN_EV_DRAINED);
+        if (notify(c, CONN_EV_DRAINED) < 0)
+            return;
     }
+    drop_empty_out(c);
 }
 
 /* What to watch the fd for right now. */

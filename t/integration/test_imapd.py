@@ -2448,6 +2448,41 @@ class Idle(ImapCase):
         self.assertIn("\\Seen", text)
         self.done(a)
 
+    def test_idle_view_after_done_has_every_flag_keyword_and_recent(self):
+        # An IDLE session's view sleeps as bare uid ranges; after DONE its
+        # flags, keywords, \Recent and sequence numbers must be whole again,
+        # with what changed meanwhile announced once.
+        name, addr = self.user("idle")
+        for i in range(6):
+            self.deliver(addr, message(f"sleepy {i}"))
+        a = self.connect(login=name, select="INBOX")
+        a.ok("STORE 1 +FLAGS.SILENT ($Work \\Seen)")
+        a.ok("STORE 4 +FLAGS.SILENT (\\Deleted)")
+        a.ok("EXPUNGE")                                 # uids 1 2 3 5 6: a gap
+        b = self.connect(login=name, select="INBOX")
+        self.idle(a)
+        time.sleep(0.2)
+        b.ok("STORE 2 +FLAGS.SILENT (\\Flagged $Later)")
+        self.wait_untagged(a, r"^\* 2 FETCH ", 1.0)
+        b.ok("STORE 5 +FLAGS.SILENT (\\Deleted)")      # uid 6
+        b.ok("EXPUNGE")
+        self.wait_untagged(a, r"^\* 5 EXPUNGE$", 1.0)
+        self.deliver(addr, message("while asleep"))
+        self.wait_untagged(a, r"^\* 5 EXISTS$", 1.0)
+        b.ok("STORE 3 +FLAGS.SILENT (\\Answered)")      # uid 3, announced at DONE at the latest
+        a.send("DONE\r\n")
+        r = a.read_until_tagged("i1")
+        self.assertStatus(r, "OK")
+        got = {int(i["UID"]): {f.lower() for f in flag_set(i["FLAGS"])}
+               for _, i in a.ok("FETCH 1:* (UID FLAGS)").fetches()}
+        self.assertEqual(sorted(got), [1, 2, 3, 5, 7])
+        self.assertEqual(got[1], {"$work", "\\seen", "\\recent"})
+        self.assertEqual(got[2], {"\\flagged", "$later", "\\recent"})
+        self.assertEqual(got[3], {"\\answered", "\\recent"})
+        self.assertEqual(got[5], {"\\recent"})
+        self.assertEqual(got[7], {"\\recent"})
+        self.assertEqual(a.ok("SEARCH KEYWORD $Later").matching(r"^SEARCH")[0], "SEARCH 2")
+
     def test_idle_done_ends_with_ok_and_session_goes_on(self):
         name, _ = self.user("idle")
         c = self.connect(login=name, select="INBOX")
