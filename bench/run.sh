@@ -17,11 +17,11 @@
 #   BENCH_MESSAGES=N      messages per workload (default 2000)
 #   BENCH_WORKLOADS=...   subset of: intake-1 intake-10 intake-64k imap-mix
 #                         imap-envelope-10k imap-idle imap-idle-tls submit-remote
-#                         submit-local (default all; the last six are in
-#                         proto_bench.sh, which lists
-#                         their own knobs; BENCH_PEERS_LOGIN_PERF=1 adds imap-mix
-#                         with Dovecot's login-perf tuning when this script
-#                         starts the peers)
+#                         submit-local relay-1000 (default all; imap-* and submit-*
+#                         are in proto_bench.sh, relay-1000 in relay_bench.sh,
+#                         which list their own knobs; BENCH_PEERS_LOGIN_PERF=1
+#                         adds imap-mix with Dovecot's login-perf tuning when
+#                         this script starts the peers)
 #   BENCH_FSYNC=METHOD    auto|perf|strace|none (default auto)
 #   BENCH_MAILCORE_DELIVERED_CMD  how to count mailcore's delivered messages
 #                         (default: files in the instance's data/msg store)
@@ -38,12 +38,13 @@ src=$(cd "$here/.." && pwd)
 peers=$(cd "$src/.." && pwd)/shared/peers/peers.sh
 PEERS_DIR=${PEERS_DIR:-/var/tmp/mailcore-peers}
 messages=${BENCH_MESSAGES:-2000}
-workloads=${BENCH_WORKLOADS:-intake-1 intake-10 intake-64k imap-mix imap-envelope-10k imap-idle imap-idle-tls submit-remote submit-local}
-smtp_workloads="" proto_workloads=""
+workloads=${BENCH_WORKLOADS:-intake-1 intake-10 intake-64k imap-mix imap-envelope-10k imap-idle imap-idle-tls submit-remote submit-local relay-1000}
+smtp_workloads="" proto_workloads="" relay_workload=""
 for w in $workloads; do
     case "$w" in
     intake-*) smtp_workloads+=" $w" ;;
     imap-mix | imap-envelope-10k | imap-idle | imap-idle-tls | submit-remote | submit-local) proto_workloads+=" $w" ;;
+    relay-1000) relay_workload=$w ;;
     *) echo "run.sh: unknown workload $w" >&2; exit 2 ;;
     esac
 done
@@ -57,12 +58,16 @@ mc_sink=${BENCH_MAILCORE_SINK_PORT:-13526}
 mkdir -p "$build/bench"
 load=$build/bench/smtp_load
 cc -std=c11 -O2 -Wall -Wextra -Werror -o "$load" "$here/smtp_load.c"
-if [ -n "$proto_workloads" ]; then
+if [ -n "$proto_workloads$relay_workload" ]; then
     cc -std=c11 -O2 -Wall -Wextra -Werror -pthread -o "$build/bench/imap_load" "$here/imap_load.c"
     cc -std=c11 -O2 -Wall -Wextra -Werror -pthread -o "$build/bench/submit_load" "$here/submit_load.c" -lssl -lcrypto
 fi
 # shellcheck source=proto_bench.sh
 . "$here/proto_bench.sh"
+# shellcheck source=proc_acct.sh
+. "$here/proc_acct.sh"
+# shellcheck source=relay_bench.sh
+. "$here/relay_bench.sh"
 kv=${BENCH_KV:-$build/bench/results.kv}
 
 mc_pid="" started_peers=0 sink_pid=""
@@ -146,11 +151,11 @@ run_mailcore() {
 # Benchmark instance made by bench/run.sh; rewritten on every run.
 listen_address = 127.0.0.1
 smtpd_port = $mc_port
-submission_port = $( [ -n "$proto_workloads" ] && echo "$mc_sub" || echo 0)
+submission_port = $( [ -n "$proto_workloads$relay_workload" ] && echo "$mc_sub" || echo 0)
 submission_ssl_port = 0
 imap_port = $( [ -n "$proto_workloads" ] && echo "$mc_imap" || echo 0)
 # Remote submission: relayq (when built) relays to an smtp-sink that
-# proto_bench.sh starts during submit-remote only.
+# proto_bench.sh starts during submit-remote, relay_bench.sh during relay-1000.
 mailserver_host = 127.0.0.1
 mailserver_port = $mc_sink
 disable_starttls = yes
@@ -200,6 +205,7 @@ CONF
         proto_tables "mailcore" "$mc_port" "$mc_imap" "$mc_sub" "$mc_pid" \
             "$mailctl user list --json | python3 -c '$ucount' \$1" "$mc_sink" "$mc_imaps"
     fi
+    [ -z "$relay_workload" ] || relay_mailcore "$dir" "$mailctl"
     kill -TERM "$mc_pid"
     wait "$mc_pid" 2>/dev/null || true
     mc_pid=""
@@ -255,6 +261,7 @@ MSG
             fi
         fi
     fi
+    [ -z "$relay_workload" ] || relay_peers "${pids%% *}"
     if [ "$started_peers" = 1 ]; then
         "$peers" stop >&2
         started_peers=0

@@ -8,6 +8,14 @@
  * (text/rfc822-headers).  Runs in relayq's parent, which owns the
  * database.  A bounce is never bounced: a message with the null sender
  * is dropped with a log line.
+ *
+ * One DSN per bounce event, as soon as recipients bounce: it covers the
+ * bounced recipients not yet marked notified in the envelope, which the
+ * caller marks after it is stored.  A crash in between must not give a
+ * second DSN, so its Message-ID is derived from the entry (queue id and
+ * how many recipients were notified before) and recorded with it in the
+ * same commit (store_msg_note_sent, the sentids table); a retry that finds
+ * it there only reports it stored.  The record lasts DB_SENTID_TTL.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,18 +37,29 @@
 
 struct find_inbox {
     const char *user;
+    const char *msgid; /* the DSN's */
     uint32_t id;
+    int stored; /* the DSN is in it already */
 };
 
 static int tx_inbox(struct db_txn *txn, void *arg)
 {
     struct find_inbox *f = arg;
     struct db_mailbox mb;
+    uint32_t mbox, uid;
     int r = db_mailbox_get(txn, f->user, "INBOX", &mb);
 
-    if (r == 0)
-        f->id = mb.id;
-    return r;
+    if (r != 0)
+        return r;
+    f->id = mb.id;
+    r = db_sentid_get(txn, f->user, f->msgid, (uint64_t)time(NULL), &mbox, &uid);
+    f->stored = r == 0 && mbox == mb.id;
+    return r == DB_NOTFOUND ? 0 : r;
+}
+
+static int to_notify(const struct queue_rcpt *r)
+{
+    return r->state == QUEUE_BOUNCED && !r->notified;
 }
 
 /* The original's header section (up to the blank line), at most
@@ -125,7 +144,8 @@ int relayq_bounce(struct relayq *q, const struct queue_env *e)
     struct out o = {0};
     struct store_msg *m;
     char err[1024] = "", nqid[LOG_QUEUE_ID_LEN + 1], date[64], arrival[64], *hdrs;
-    size_t hlen;
+    char msgid[DB_MSGID_MAX + 1];
+    size_t hlen, before = 0;
     long long now = (long long)time(NULL);
     int r;
 
@@ -133,6 +153,10 @@ int relayq_bounce(struct relayq *q, const struct queue_env *e)
         log_info("%s: not bouncing a bounce (null sender): dropped", e->id);
         return 0;
     }
+    for (size_t i = 0; i < e->nrcpts; i++)
+        before += e->rcpts[i].notified;
+    snprintf(msgid, sizeof msgid, "<dsn.%zu.%s@%s>", before, e->id, host);
+    f.msgid = msgid;
     r = db_read(q->svc->db, tx_inbox, &f, err, sizeof err);
     if (r == DB_NOTFOUND) {
         log_warn("%s: sender non-delivery notification: user %s or its INBOX is gone: "
@@ -144,6 +168,10 @@ int relayq_bounce(struct relayq *q, const struct queue_env *e)
         log_error("%s: sender non-delivery notification: %s", e->id, err);
         return -1;
     }
+    if (f.stored) {
+        log_info("%s: sender non-delivery notification %s: stored before", e->id, msgid);
+        return 0;
+    }
     log_queue_id(nqid);
     rfc5322_date(now, date, sizeof date);
     rfc5322_date(e->created, arrival, sizeof arrival);
@@ -154,7 +182,7 @@ int relayq_bounce(struct relayq *q, const struct queue_env *e)
         "To: <%s>\r\n"
         "Subject: Undelivered Mail Returned to Sender\r\n"
         "Date: %s\r\n"
-        "Message-ID: <%s.%lld@%s>\r\n"
+        "Message-ID: %s\r\n"
         "Auto-Submitted: auto-replied\r\n"
         "MIME-Version: 1.0\r\n"
         "Content-Type: multipart/report; report-type=delivery-status;\r\n"
@@ -173,9 +201,9 @@ int relayq_bounce(struct relayq *q, const struct queue_env *e)
         "\r\n"
         "The mail system\r\n"
         "\r\n",
-        domain, e->sender, date, nqid, now, host, nqid, host, nqid, host, host);
+        domain, e->sender, date, msgid, nqid, host, nqid, host, host);
     for (size_t i = 0; i < e->nrcpts; i++)
-        if (e->rcpts[i].state == QUEUE_BOUNCED)
+        if (to_notify(&e->rcpts[i]))
             put(&o, "<%s>: %s\r\n\r\n", e->rcpts[i].addr,
                 e->rcpts[i].why[0] ? e->rcpts[i].why : "delivery failed");
     put(&o,
@@ -190,7 +218,7 @@ int relayq_bounce(struct relayq *q, const struct queue_env *e)
         nqid, host, host, e->id, e->sender, arrival);
     for (size_t i = 0; i < e->nrcpts; i++) {
         const struct queue_rcpt *rc = &e->rcpts[i];
-        if (rc->state != QUEUE_BOUNCED)
+        if (!to_notify(rc))
             continue;
         put(&o,
             "\r\nFinal-Recipient: rfc822; %s\r\n"
@@ -220,6 +248,8 @@ int relayq_bounce(struct relayq *q, const struct queue_env *e)
         return -1;
     }
     m = store_msg_new(q->svc->store, err, sizeof err);
+    if (m)
+        store_msg_note_sent(m, e->user, msgid, f.id);
     if (m == NULL || store_msg_write(m, o.buf, o.len) < 0 || store_msg_add_rcpt(m, f.id, 0) < 0 ||
         (store_msg_set_internaldate(m, (time_t)now),
          store_commit(q->svc->store, &m, 1, err, sizeof err) < 0)) {

@@ -55,9 +55,11 @@ void relayq_bind(struct relayq *q);
 void relayq_worker_run(struct relayq *q, struct relayq_worker *w) __attribute__((noreturn));
 long long relayq_backoff(unsigned attempts);
 
-/* bounce.c: the DSN for e's bounced recipients into its user's INBOX.
- * 0 (also when nothing is to be sent: null sender, user gone -- logged),
- * -1 when it could not be stored (try again later). */
+/* bounce.c: the DSN for e's bounced recipients not yet notified into its
+ * user's INBOX; the caller then marks them notified.  0 (also when nothing
+ * is to be sent: null sender, user gone -- logged; and when this DSN was
+ * stored before, found by its Message-ID), -1 when it could not be stored
+ * (try again later). */
 int relayq_bounce(struct relayq *q, const struct queue_env *e);
 
 #endif

@@ -2,7 +2,8 @@
  * sched.c - relayq's parent: scans env/, decides what is due, forks the
  * delivery workers and reaps them, and finishes entries that need no
  * network: expiry past max_queue_lifetime, "no relay configured", the DSN
- * for bounced recipients and the removal of finished entries.
+ * for bounced recipients (as soon as they bounce, once: bounce.c) and the
+ * removal of finished entries.
  *
  * An entry is owned by at most one worker: the parent never hands out an
  * entry a live worker of its own holds, and every process that changes an
@@ -64,29 +65,56 @@ void relayq_scan_soon(struct relayq *q, unsigned ms)
     timer_at = at;
 }
 
-/* An entry without pending recipients: the DSN if some bounced, then away. */
+/* Bounced recipients whose DSN is not stored yet. */
+static size_t unnotified(const struct queue_env *e)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < e->nrcpts; i++)
+        n += e->rcpts[i].state == QUEUE_BOUNCED && !e->rcpts[i].notified;
+    return n;
+}
+
+/* The DSN for e's newly bounced recipients, recorded in the envelope
+ * unless the entry is finished (its removal records it).  0 or -1. */
+static int notify(struct relayq *q, struct queue_env *e)
+{
+    char err[1024];
+
+    if (unnotified(e) == 0)
+        return 0;
+    if (relayq_bounce(q, e) < 0)
+        return -1;
+    for (size_t i = 0; i < e->nrcpts; i++)
+        e->rcpts[i].notified |= e->rcpts[i].state == QUEUE_BOUNCED;
+    if (queue_env_pending(e) > 0 && queue_env_write(q->queue_dir, e, err, sizeof err) < 0) {
+        log_error("%s: %s", e->id, err); /* bounce.c finds the DSN stored next time */
+        return -1;
+    }
+    return 0;
+}
+
+/* The DSN for recipients that bounced (at once, not when the others are
+ * done), then the removal of an entry without pending recipients. */
 static void finish(struct relayq *q, const char *id)
 {
     struct queue_env e;
     char err[1024];
-    int lock = queue_lock(q->queue_dir, id, 0), r;
+    int lock = queue_lock(q->queue_dir, id, 0);
 
     if (lock < 0)
         return; /* busy (mailctl) or gone: later */
-    r = queue_env_read(q->queue_dir, id, &e, err, sizeof err);
-    if (r == 0 && queue_env_pending(&e) == 0) {
-        int bounced = 0;
-        for (size_t i = 0; i < e.nrcpts; i++)
-            bounced |= e.rcpts[i].state == QUEUE_BOUNCED;
-        if (!bounced || relayq_bounce(q, &e) == 0) {
-            if (queue_delete(q->queue_dir, id, err, sizeof err) < 0)
-                log_error("%s: %s", id, err);
-            else
-                log_info("%s: removed", id);
-        }
+    if (queue_env_read(q->queue_dir, id, &e, err, sizeof err) != 0) {
+        close(lock);
+        return;
     }
-    if (r == 0)
-        queue_env_free(&e);
+    if (notify(q, &e) == 0 && queue_env_pending(&e) == 0) {
+        if (queue_delete(q->queue_dir, id, err, sizeof err) < 0)
+            log_error("%s: %s", id, err);
+        else
+            log_info("%s: removed", id);
+    }
+    queue_env_free(&e);
     close(lock);
 }
 
@@ -182,10 +210,12 @@ static int scan_one(const char *id, void *arg)
     if (queue_env_read(q->queue_dir, id, &e, err, sizeof err) != 0)
         return 0; /* gone meanwhile, or being written: next scan */
     expires = e.created + (long long)q->lifetime;
-    if (queue_env_pending(&e) == 0) {
-        queue_env_free(&e);
-        finish(q, id);
-        return 0;
+    if (queue_env_pending(&e) == 0 || unnotified(&e) > 0) {
+        finish(q, id); /* changes no pending recipient: e stays right for them */
+        if (queue_env_pending(&e) == 0) {
+            queue_env_free(&e);
+            return 0;
+        }
     }
     if (e.hold) {
         queue_env_free(&e);

@@ -4,10 +4,11 @@
  * sends the entries one after another, and after each message rewrites
  * that entry's envelope (queue_env_write: atomic and durable) with every
  * recipient's new state -- sent right after the relay's 250 to the final
- * dot, bounced on a 5xx, else deferred with exponential back-off -- before
- * anything is deleted.  An entry whose recipients were all sent is removed
- * here; one with bounced recipients is left to the parent, which owns the
- * database and makes the DSN.  The worker holds each entry's queue_lock()
+ * dot, bounced on a 5xx, else deferred with exponential back-off.  An entry
+ * whose recipients were all sent is removed here instead, durably
+ * (queue_delete), which records the same in one fsync; one with bounced
+ * recipients is left to the parent, which owns the database and makes the
+ * DSN.  The worker holds each entry's queue_lock()
  * while it works on it, and exits when the batch is done.
  */
 #include <signal.h>
@@ -161,11 +162,10 @@ static void deliver(struct session *s, const char *id, int fd)
     for (size_t i = 0; i < e.nrcpts; i++)
         bounced += e.rcpts[i].state == QUEUE_BOUNCED;
     if (queue_env_pending(&e) == 0 && bounced == 0 && n > 0) {
-        /* Every recipient sent: the state first (a crash between here and the
-         * removal must not send again), then away. */
-        if (queue_env_write(q->queue_dir, &e, errbuf, sizeof errbuf) < 0)
-            log_error("%s: %s", id, errbuf);
-        else if (queue_delete(q->queue_dir, id, errbuf, sizeof errbuf) < 0)
+        /* Every recipient sent: the durable removal of the envelope is the
+         * state update (one fsync of env/); were it written first, a crash
+         * before the removal would be no safer and cost two more. */
+        if (queue_delete(q->queue_dir, id, errbuf, sizeof errbuf) < 0)
             log_error("%s: %s", id, errbuf);
         else
             log_info("%s: removed", id);

@@ -246,6 +246,8 @@ static int parse_line(struct queue_env *e, char *line, char *err, size_t errlen)
         queue_text_set(last->diag, sizeof last->diag, val);
     else if (last && strcmp(line, "why") == 0)
         queue_text_set(last->why, sizeof last->why, val);
+    else if (last && strcmp(line, "notified") == 0)
+        last->notified = 1;
     /* Unknown lines are ignored: a newer writer may add some. */
     return 0;
 }
@@ -333,6 +335,8 @@ int queue_env_write(const char *queue_dir, const struct queue_env *e, char *err,
             fprintf(f, "diag %s\n", r->diag);
         if (r->why[0])
             fprintf(f, "why %s\n", r->why);
+        if (r->notified)
+            fputs("notified\n", f);
     }
     ok = fflush(f) == 0 && fdatasync(fd) == 0;
     ok = fclose(f) == 0 && ok;

@@ -232,6 +232,42 @@ class TestDelivery(RelayqCase):
         self.assertRegex(log, r"to=<nobody@remote\.example>, .*dsn=5\.1\.1, status=bounced")
         self.assertRegex(log, r"\w+: sender non-delivery notification: \w+")
 
+    def test_dsn_does_not_wait_for_deferred_recipient_and_comes_once(self):
+        self.relay = FakeRelay(CA, "starttls")
+        self.relay.rcpt_replies["nobody@remote.example"] = "550 5.1.1 <nobody@remote.example>: no such user"
+        self.relay.rcpt_replies["bob@remote.example"] = "451 4.3.0 try again later"
+        self.start(self.relay)
+        self.submit("half", rcpts=("nobody@remote.example", "bob@remote.example"),
+                    content=message("half", "nobody@remote.example"))
+        # The DSN for nobody arrives while bob is still deferred in the queue.
+        inbox = wait_for(lambda: self.mc.message_list("alice"), 20, 0.2)
+        self.assertTrue(inbox, self.mc.read_log()[-3000:])
+        text = self.mc.message_bytes("alice", "INBOX", inbox[0]["uid"]).decode()
+        self.assertIn("Final-Recipient: rfc822; nobody@remote.example", text)
+        self.assertNotIn("Final-Recipient: rfc822; bob@remote.example", text)
+        q = self.queue()
+        self.assertEqual([(r["address"], r["state"]) for r in q[0]["recipients"]],
+                         [("nobody@remote.example", "bounced"), ("bob@remote.example", "pending")])
+        # A crash after the DSN's commit, before the envelope said so: the
+        # envelope without its "notified" line.  No second DSN after restart.
+        self.assertEqual(self.mc.stop(), 0)
+        env = os.path.join(self.mc.settings["queue_directory"], "env", q[0]["id"])
+        with open(env) as f:
+            lines = f.read().splitlines(keepends=True)
+        self.assertIn("notified\n", lines)
+        with open(env, "w") as f:
+            f.writelines(l for l in lines if l != "notified\n")
+        self.mc.start()
+        del self.relay.rcpt_replies["bob@remote.example"]
+        self.mc.mailctl("queue", "flush", check=True)
+        self.wait_messages(1, timeout=20)
+        self.wait_queue_empty()
+        time.sleep(1.0)
+        self.assertEqual(len(self.mc.message_list("alice")), 1, self.mc.read_log()[-3000:])
+        self.assertEqual(self.relay.messages[0]["rcpts"], ["bob@remote.example"])
+        self.assertRegex(self.mc.read_log(), r"sender non-delivery notification <dsn\.0\.\w+@[^>]+>: "
+                                             r"stored before")
+
     def test_max_queue_lifetime_bounces_when_relay_is_down(self):
         port = free_port()              # nothing listens there
         self.start(None, mailserver_host="127.0.0.1", mailserver_port=str(port),

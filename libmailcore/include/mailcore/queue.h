@@ -19,6 +19,7 @@
  *	    status X.Y.Z            RFC 3463 status of its last attempt
  *	    diag TEXT               the relay's reply, for a DSN's Diagnostic-Code
  *	    why TEXT                its last failure, for a person
+ *	    notified                (bounced) its DSN is in the sender's INBOX
  * The message file is durable before the envelope is renamed into env/, so
  * an envelope always has its message; a message without an envelope is
  * debris of a crash and goes at relayq's start-up.
@@ -51,6 +52,7 @@ struct queue_rcpt {
     char status[16];                    /* "" or X.Y.Z */
     char diag[QUEUE_TEXT_MAX];          /* "" or the relay's reply */
     char why[QUEUE_TEXT_MAX];           /* "" or the last failure */
+    int notified;                       /* bounced, and its DSN is stored */
 };
 
 struct queue_env {
