@@ -6,6 +6,9 @@
  * dates and modseq from the index; header and text keys read the message
  * file (mmapped, case-insensitive substring match on the raw bytes, as
  * Dovecot does for US-ASCII).
+ *
+ * search_run() and search_report() serve SORT and THREAD too (cmd_sort.c):
+ * they select with the same keys and ESORT answers like ESEARCH.
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -249,7 +252,7 @@ static int tx_dms(struct db_txn *txn, void *arg)
     return 0;
 }
 
-static void report(struct imap_session *s, int uid, const uint32_t *hits, size_t n,
+void search_report(struct imap_session *s, int uid, const uint32_t *hits, size_t n,
                    unsigned ret, int esearch)
 {
     enum { R_MIN = 1, R_MAX = 2, R_COUNT = 4, R_ALL = 8 };
@@ -285,19 +288,47 @@ static void report(struct imap_session *s, int uid, const uint32_t *hits, size_t
     conn_printf(s->conn, "\r\n");
 }
 
+size_t *search_run(struct imap_session *s, const struct imap_search_key *root, size_t *n)
+{
+    struct view *v = s->view;
+    struct search_ctx c = {s, v->n ? v->msgs[v->n - 1].uid : 0};
+    struct candidate *cand;
+    struct dm_all all;
+    size_t *hits;
+    char err[256];
+
+    *n = 0;
+    cand = calloc(v->n ? v->n : 1, sizeof *cand);
+    hits = calloc(v->n ? v->n : 1, sizeof *hits);
+    if (cand == NULL || hits == NULL) {
+        free(cand), free(hits);
+        return NULL;
+    }
+    for (size_t k = 0; k < v->n; k++)
+        cand[k] = (struct candidate){.seq = k + 1, .vm = &v->msgs[k]};
+    all = (struct dm_all){v->mailbox_id, cand, v->n};
+    db_read(s->srv->svc->db, tx_dms, &all, err, sizeof err);
+    for (size_t k = 0; k < v->n; k++) {
+        if (cand[k].have_dm && eval(&c, root, &cand[k]))
+            hits[(*n)++] = k;
+        mime_free(cand[k].mime);
+        if (cand[k].map)
+            munmap((void *)cand[k].map, cand[k].maplen);
+    }
+    free(cand);
+    return hits;
+}
+
 void cmd_search(struct imap_session *s, int uid, const struct imap_arg *args, size_t nargs)
 {
     struct view *v = s->view;
     struct imap_search_key *root;
-    struct search_ctx c = {s, v->n ? v->msgs[v->n - 1].uid : 0};
-    struct candidate *cand;
-    struct dm_all all;
+    size_t *idx;
     uint32_t *hits;
     size_t nhits = 0, i = 0;
     unsigned ret = 0;
     int esearch = 0;
     const char *why = "Invalid search";
-    char err[256];
 
     if (i + 1 < nargs && args[i].type == IMAP_ARG_ATOM && strcasecmp(args[i].s, "RETURN") == 0 &&
         args[i + 1].type == IMAP_ARG_LIST) {
@@ -327,28 +358,19 @@ void cmd_search(struct imap_session *s, int uid, const struct imap_arg *args, si
         imap_command_done(s);
         return;
     }
-    cand = calloc(v->n ? v->n : 1, sizeof *cand);
-    hits = calloc(v->n ? v->n : 1, sizeof *hits);
-    if (cand == NULL || hits == NULL) {
-        free(cand), free(hits);
+    idx = search_run(s, root, &nhits);
+    hits = calloc(nhits ? nhits : 1, sizeof *hits);
+    if (idx == NULL || hits == NULL) {
+        free(idx), free(hits);
         imap_search_free(root);
         imap_tagged(s, "NO", "[SERVERBUG] Out of memory");
         imap_command_done(s);
         return;
     }
-    for (size_t k = 0; k < v->n; k++)
-        cand[k] = (struct candidate){.seq = k + 1, .vm = &v->msgs[k]};
-    all = (struct dm_all){v->mailbox_id, cand, v->n};
-    db_read(s->srv->svc->db, tx_dms, &all, err, sizeof err);
-    for (size_t k = 0; k < v->n; k++) {
-        if (cand[k].have_dm && eval(&c, root, &cand[k]))
-            hits[nhits++] = uid ? cand[k].vm->uid : (uint32_t)cand[k].seq;
-        mime_free(cand[k].mime);
-        if (cand[k].map)
-            munmap((void *)cand[k].map, cand[k].maplen);
-    }
-    report(s, uid, hits, nhits, ret, esearch);
-    free(cand);
+    for (size_t k = 0; k < nhits; k++)
+        hits[k] = uid ? v->msgs[idx[k]].uid : (uint32_t)(idx[k] + 1);
+    search_report(s, uid, hits, nhits, ret, esearch);
+    free(idx);
     free(hits);
     imap_search_free(root);
     if (view_sync(s, uid) < 0)
