@@ -4,12 +4,15 @@
  *
  * Flags, sequence numbers and uids come from the session's view; size,
  * dates and modseq from the index.  SUBJECT, FROM, TO, CC and BCC read the
- * message's cached ENVELOPE (envelope.c), as a client's most common searches
+ * message's cached ENVELOPE (imap_msginfo.c), as a client's most common searches
  * must not open every file of the mailbox; other header keys read the file's
  * header section, BODY and TEXT the whole file (msgfile.c).  Matching is a
  * case-insensitive substring match on the raw and the RFC 2047-decoded text,
  * as Dovecot does.  The whole search runs in one LMDB read transaction: it
  * never waits for the network.
+ *
+ * search_run() and search_report() serve SORT and THREAD too (cmd_sort.c):
+ * they select with the same keys and ESORT answers like ESEARCH.
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -18,6 +21,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "imap_sort.h"
 #include "imapd.h"
 #include "mailcore/conn.h"
 #include "mailcore/service.h"
@@ -40,8 +44,7 @@ struct search_ctx {
     struct db_txn *txn;
     uint32_t max_uid;
     const struct imap_search_key *root;
-    int uid;
-    uint32_t *hits;
+    size_t *hits;                   /* view indexes */
     size_t nhits;
     struct msgfile file;            /* the candidate being tested */
     struct mime_buf field;          /* a field read from the envelope */
@@ -107,9 +110,9 @@ static int envelope_match(struct search_ctx *c, struct candidate *m, const char 
 {
     static const struct {
         const char *name;
-        enum envelope_field f;
-    } fields[] = {{"Subject", ENV_SUBJECT}, {"From", ENV_FROM}, {"To", ENV_TO},
-                  {"Cc", ENV_CC}, {"Bcc", ENV_BCC}};
+        enum imap_env_field f;
+    } fields[] = {{"Subject", IMAP_ENV_SUBJECT}, {"From", IMAP_ENV_FROM}, {"To", IMAP_ENV_TO},
+                  {"Cc", IMAP_ENV_CC}, {"Bcc", IMAP_ENV_BCC}};
     size_t i;
     int rc;
 
@@ -127,10 +130,7 @@ static int envelope_match(struct search_ctx *c, struct candidate *m, const char 
     if (m->cache.envelope == NULL)
         return 0;
     mime_buf_reset(&c->field);
-    rc = fields[i].f == ENV_SUBJECT
-             ? envelope_string(m->cache.envelope, m->cache.envelope_len, ENV_SUBJECT, &c->field)
-             : envelope_addresses(m->cache.envelope, m->cache.envelope_len, fields[i].f,
-                                  &c->field);
+    rc = imap_env_field_text(m->cache.envelope, m->cache.envelope_len, fields[i].f, &c->field);
     if (rc != 0 || c->field.failed)
         return 0;
     *hit = header_text_match(c->field.p ? c->field.p : "", c->field.len, value, vlen);
@@ -291,14 +291,14 @@ static int tx_search(struct db_txn *txn, void *arg)
         if (db_message_get(txn, v->mailbox_id, m.vm->uid, &m.dm) != 0)
             continue;                   /* expunged by another session */
         if (eval(c, c->root, &m))
-            c->hits[c->nhits++] = c->uid ? m.vm->uid : (uint32_t)m.seq;
+            c->hits[c->nhits++] = k;
         mime_free(m.mime);
         msgfile_release(&c->file);
     }
     return 0;
 }
 
-static void report(struct imap_session *s, int uid, const uint32_t *hits, size_t n,
+void search_report(struct imap_session *s, int uid, const uint32_t *hits, size_t n,
                    unsigned ret, int esearch)
 {
     enum { R_MIN = 1, R_MAX = 2, R_COUNT = 4, R_ALL = 8 };
@@ -334,17 +334,38 @@ static void report(struct imap_session *s, int uid, const uint32_t *hits, size_t
     conn_printf(s->conn, "\r\n");
 }
 
+size_t *search_run(struct imap_session *s, const struct imap_search_key *root, size_t *n)
+{
+    struct view *v = s->view;
+    struct search_ctx c = {.s = s, .max_uid = v->n ? v->msgs[v->n - 1].uid : 0, .root = root};
+    char err[256];
+    int rc;
+
+    *n = 0;
+    if ((c.hits = calloc(v->n ? v->n : 1, sizeof *c.hits)) == NULL)
+        return NULL;
+    mime_buf_init(&c.field, 0);
+    rc = db_read(s->srv->svc->db, tx_search, &c, err, sizeof err);
+    msgfile_free(&c.file);
+    mime_buf_free(&c.field);
+    if (rc != 0) {
+        log_warn("search in %s: %s", v->name, err);
+        free(c.hits);
+        return NULL;
+    }
+    *n = c.nhits;
+    return c.hits;
+}
+
 void cmd_search(struct imap_session *s, int uid, const struct imap_arg *args, size_t nargs)
 {
     struct view *v = s->view;
     struct imap_search_key *root;
-    struct search_ctx c = {.s = s, .max_uid = v->n ? v->msgs[v->n - 1].uid : 0, .uid = uid};
-    size_t i = 0;
+    size_t *idx, nhits = 0, i = 0;
+    uint32_t *hits;
     unsigned ret = 0;
-    int rc;
     int esearch = 0;
     const char *why = "Invalid search";
-    char err[256];
 
     if (i + 1 < nargs && args[i].type == IMAP_ARG_ATOM && strcasecmp(args[i].s, "RETURN") == 0 &&
         args[i + 1].type == IMAP_ARG_LIST) {
@@ -374,28 +395,20 @@ void cmd_search(struct imap_session *s, int uid, const struct imap_arg *args, si
         imap_command_done(s);
         return;
     }
-    c.root = root;
-    c.hits = calloc(v->n ? v->n : 1, sizeof *c.hits);
-    if (c.hits == NULL) {
-        imap_search_free(root);
-        imap_tagged(s, "NO", "[SERVERBUG] Out of memory");
-        imap_command_done(s);
-        return;
-    }
-    mime_buf_init(&c.field, 0);
-    rc = db_read(s->srv->svc->db, tx_search, &c, err, sizeof err);
-    if (rc == 0)
-        report(s, uid, c.hits, c.nhits, ret, esearch);
-    msgfile_free(&c.file);
-    mime_buf_free(&c.field);
-    free(c.hits);
+    idx = search_run(s, root, &nhits);
+    hits = calloc(nhits ? nhits : 1, sizeof *hits);
     imap_search_free(root);
-    if (rc != 0) {
-        log_warn("search in %s: %s", v->name, err);
+    if (idx == NULL || hits == NULL) {
+        free(idx), free(hits);
         imap_tagged(s, "NO", "[UNAVAILABLE] Search failed, try again");
         imap_command_done(s);
         return;
     }
+    for (size_t k = 0; k < nhits; k++)
+        hits[k] = uid ? v->msgs[idx[k]].uid : (uint32_t)(idx[k] + 1);
+    search_report(s, uid, hits, nhits, ret, esearch);
+    free(idx);
+    free(hits);
     if (view_sync(s, uid) < 0)
         return;
     imap_tagged(s, "OK", "Search completed");

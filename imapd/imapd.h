@@ -7,9 +7,9 @@
  *	cmd_mailbox.c SELECT EXAMINE CREATE DELETE RENAME (UN)SUBSCRIBE LIST LSUB
  *	              NAMESPACE STATUS
  *	cmd_message.c STORE COPY MOVE EXPUNGE CLOSE UNSELECT CHECK SEARCH
+ *	cmd_sort.c    SORT THREAD (RFC 5256, 5957, 5267), over SEARCH's selection
  *	fetch.c       FETCH, streamed so that a large message never sits in memory
  *	msgfile.c     a message file's bytes: read into a reused buffer, or mmapped
- *	envelope.c    subject and addresses read back out of a cached ENVELOPE
  *	append.c      APPEND, its literal streamed into the store
  *	view.c        the selected mailbox: sequence numbers, flags, sync with LMDB
  *	notify.c      mailbox-change datagrams between processes; IDLE
@@ -91,16 +91,6 @@ struct msgfile {
     void *map;
     size_t maplen;
 };
-
-/* envelope.c: top-level fields of an ENVELOPE (RFC 3501 7.4.2). */
-enum envelope_field {
-    ENV_DATE, ENV_SUBJECT, ENV_FROM, ENV_SENDER, ENV_REPLY_TO, ENV_TO, ENV_CC, ENV_BCC,
-    ENV_IN_REPLY_TO, ENV_MESSAGE_ID
-};
-/* A string field's value appended to out (nothing for NIL); 0 or -1. */
-int envelope_string(const char *env, size_t len, enum envelope_field f, struct mime_buf *out);
-/* An address field as "name <mailbox@host>, ..." appended to out; 0 or -1. */
-int envelope_addresses(const char *env, size_t len, enum envelope_field f, struct mime_buf *out);
 
 struct store;
 /* Load a file (header_only: its header section at least); 0 or -1. */
@@ -187,6 +177,14 @@ imap_cmd_fn cmd_select, cmd_examine, cmd_create, cmd_delete, cmd_rename, cmd_sub
 imap_cmd_fn cmd_store, cmd_copy, cmd_move, cmd_expunge, cmd_close, cmd_unselect, cmd_check,
     cmd_search;
 imap_cmd_fn cmd_fetch, cmd_append;
+imap_cmd_fn cmd_sort, cmd_thread;
+/* cmd_search.c, for cmd_sort.c: the view indexes of the messages root
+ * matches, ascending, count in *n (NULL: out of memory); and the answer
+ * SEARCH gives (ESEARCH when esearch, ret: RETURN bits MIN 1 MAX 2
+ * COUNT 4 ALL 8, 0 for ALL; MIN and MAX are hits[0] and hits[n - 1]). */
+size_t *search_run(struct imap_session *s, const struct imap_search_key *root, size_t *n);
+void search_report(struct imap_session *s, int uid, const uint32_t *hits, size_t n,
+                   unsigned ret, int esearch);
 void imap_auth_line(struct imap_session *s, const char *line, size_t len);
 void fetch_continue(struct imap_session *s);       /* after output drained */
 void fetch_job_free(struct fetch_job *job);

@@ -59,6 +59,8 @@ static const struct imap_command commands[] = {
     {"UNSELECT", cmd_unselect, SELECTED, 0},
     {"EXPUNGE", cmd_expunge, SELECTED, 1},
     {"SEARCH", cmd_search, SELECTED, 1},
+    {"SORT", cmd_sort, SELECTED, 1},
+    {"THREAD", cmd_thread, SELECTED, 1},
     {"FETCH", cmd_fetch, SELECTED, 1},
     {"STORE", cmd_store, SELECTED, 1},
     {"COPY", cmd_copy, SELECTED, 1},
@@ -84,6 +86,7 @@ const char *imap_capabilities(const struct imap_session *s)
     snprintf(buf, sizeof buf,
              "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS "
              "MOVE CHILDREN SPECIAL-USE LIST-EXTENDED LIST-STATUS STATUS=SIZE ESEARCH "
+             "SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES "
              "APPENDLIMIT=%llu%s%s%s",
              (unsigned long long)conf_uint(s->srv->svc->conf, "message_size_limit"),
              s->state == IS_NOTAUTH && !tls && s->srv->svc->tls ? " STARTTLS" : "",

@@ -1,6 +1,7 @@
 /*
- * test_envelope.c - imapd/envelope.c: the subject and the address lists read
- * back out of a cached ENVELOPE.  The envelopes are written by libmailcore's
+ * test_envelope.c - imap_env_field_text() (imapd/imap_msginfo.c): the
+ * subject and the address lists read back out of a cached ENVELOPE, as
+ * SEARCH matches them.  The envelopes are written by libmailcore's
  * own writer (mime_imap_envelope) from real headers, so the test checks the
  * round trip, then hostile text: truncated, unbalanced, overlong literals,
  * deep nesting.
@@ -9,7 +10,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "imapd.h"
+#include "imap_sort.h"
 #include "mailcore/mime.h"
 
 /* The ENVELOPE of a message, as FETCH sends it. */
@@ -29,16 +30,14 @@ static char *envelope_of(const char *msg)
 }
 
 /* A field as a C string ("<error>" when the reader refused). */
-static char *field(const char *env, enum envelope_field f)
+static char *field(const char *env, enum imap_env_field f)
 {
     static char text[1024];
     struct mime_buf b;
     int rc;
 
     mime_buf_init(&b, 0);
-    rc = f == ENV_SUBJECT || f == ENV_MESSAGE_ID || f == ENV_DATE
-             ? envelope_string(env, strlen(env), f, &b)
-             : envelope_addresses(env, strlen(env), f, &b);
+    rc = imap_env_field_text(env, strlen(env), f, &b);
     if (rc != 0)
         snprintf(text, sizeof text, "<error>");
     else
@@ -56,12 +55,12 @@ static void test_envelope_subject_and_addresses_round_trip(void)
                             "Message-ID: <id@a.example>\r\n"
                             "\r\nbody\r\n");
 
-    CHECK_STR(field(env, ENV_SUBJECT), "a \"quoted\" back\\slash");
-    CHECK_STR(field(env, ENV_FROM), "Smith, \"JJ\" <js@a.example>");
-    CHECK_STR(field(env, ENV_TO), "<x@b.example>, Y Z <y@c.example>");
-    CHECK_STR(field(env, ENV_CC), "team:, <p@d.example>, <q@e.example>");
-    CHECK_STR(field(env, ENV_BCC), "");
-    CHECK_STR(field(env, ENV_MESSAGE_ID), "<id@a.example>");
+    CHECK_STR(field(env, IMAP_ENV_SUBJECT), "a \"quoted\" back\\slash");
+    CHECK_STR(field(env, IMAP_ENV_FROM), "Smith, \"JJ\" <js@a.example>");
+    CHECK_STR(field(env, IMAP_ENV_TO), "<x@b.example>, Y Z <y@c.example>");
+    CHECK_STR(field(env, IMAP_ENV_CC), "team:, <p@d.example>, <q@e.example>");
+    CHECK_STR(field(env, IMAP_ENV_BCC), "");
+    CHECK_STR(field(env, IMAP_ENV_MESSAGE_ID), "<id@a.example>");
     free(env);
 }
 
@@ -71,8 +70,8 @@ static void test_envelope_eight_bit_subject_is_a_literal(void)
                             "From: =?utf-8?q?J=C3=BCrgen?= <j@a.example>\r\n\r\nx\r\n");
 
     CHECK(strstr(env, "{") != NULL);
-    CHECK_STR(field(env, ENV_SUBJECT), "Gr\xc3\xbc\xc3\x9f" "e aus K\xc3\xb6ln");
-    CHECK_STR(field(env, ENV_FROM), "=?utf-8?q?J=C3=BCrgen?= <j@a.example>");
+    CHECK_STR(field(env, IMAP_ENV_SUBJECT), "Gr\xc3\xbc\xc3\x9f" "e aus K\xc3\xb6ln");
+    CHECK_STR(field(env, IMAP_ENV_FROM), "=?utf-8?q?J=C3=BCrgen?= <j@a.example>");
     free(env);
 }
 
@@ -83,18 +82,18 @@ static void test_envelope_quoted_escapes(void)
                       "((\"N \\\"x\\\"\" NIL \"m\" \"h.example\")) NIL NIL NIL NIL NIL NIL "
                       "\"<id@h>\")";
 
-    CHECK_STR(field(env, ENV_SUBJECT), "a \"q\" b\\c");
-    CHECK_STR(field(env, ENV_FROM), "N \"x\" <m@h.example>");
-    CHECK_STR(field(env, ENV_DATE), "Mon, 1 Jan 2024 00:00:00 +0000");
-    CHECK_STR(field(env, ENV_MESSAGE_ID), "<id@h>");
+    CHECK_STR(field(env, IMAP_ENV_SUBJECT), "a \"q\" b\\c");
+    CHECK_STR(field(env, IMAP_ENV_FROM), "N \"x\" <m@h.example>");
+    CHECK_STR(field(env, IMAP_ENV_DATE), "Mon, 1 Jan 2024 00:00:00 +0000");
+    CHECK_STR(field(env, IMAP_ENV_MESSAGE_ID), "<id@h>");
 }
 
 static void test_envelope_without_headers_is_nil(void)
 {
     char *env = envelope_of("\r\nbody only\r\n");
 
-    CHECK_STR(field(env, ENV_SUBJECT), "");
-    CHECK_STR(field(env, ENV_FROM), "");
+    CHECK_STR(field(env, IMAP_ENV_SUBJECT), "");
+    CHECK_STR(field(env, IMAP_ENV_FROM), "");
     free(env);
 }
 
@@ -116,9 +115,9 @@ static void test_envelope_hostile_text_is_refused(void)
     };
 
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        CHECK_STR(field(bad[i], ENV_FROM), "<error>");
+        CHECK_STR(field(bad[i], IMAP_ENV_FROM), "<error>");
         if (i < 8)
-            CHECK_STR(field(bad[i], ENV_SUBJECT), "<error>");
+            CHECK_STR(field(bad[i], IMAP_ENV_SUBJECT), "<error>");
     }
 }
 
