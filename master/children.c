@@ -6,7 +6,8 @@
  * LISTEN_FDNAMES) and the configuration text master validated as the next
  * fd (MAILCORE_CONF_FD, a sealed memfd), and the shared connection counts
  * with a region of its own (MAILCORE_ANVIL_FD, MAILCORE_ANVIL_REGION; the
- * region is cleared when the process is gone).  A daemon that dies unasked is restarted: at once the
+ * region is cleared when the process is gone), and the shared login cache
+ * (MAILCORE_AUTHCACHE_FD, auth.h).  A daemon that dies unasked is restarted: at once the
  * first time, then with a back-off that doubles from 200 ms to 30 s while
  * it keeps dying within 10 s of its start.
  *
@@ -39,7 +40,7 @@ static void exec_daemon(const struct master *m, size_t service, unsigned region,
                         const char *path)
 {
     const struct service_def *d = &service_defs[service];
-    int fds[MASTER_LISTEN_MAX + 2], n = 0;
+    int fds[MASTER_LISTEN_MAX + 3], n = 0;
     char names[512] = "", count[16], pid[24];
     size_t off = 0;
     sigset_t none;
@@ -58,19 +59,22 @@ static void exec_daemon(const struct master *m, size_t service, unsigned region,
         }
     /* Move the fds above the target range first, so that dup2 into 3..
      * never overwrites one not yet moved. */
-    /* After the listeners: the config text and the anvil memory. */
+    /* After the listeners: the config text, the anvil memory, the login cache. */
     fds[n] = m->conf_fd;
     fds[n + 1] = m->anvil_fd;
-    for (int i = 0; i <= n + 1; i++)
-        if ((fds[i] = fcntl(fds[i], F_DUPFD, 5 + MASTER_LISTEN_MAX)) < 0)
+    fds[n + 2] = m->authcache_fd;
+    for (int i = 0; i <= n + 2; i++)
+        if ((fds[i] = fcntl(fds[i], F_DUPFD, 6 + MASTER_LISTEN_MAX)) < 0)
             _exit(126);
-    for (int i = 0; i <= n + 1; i++)
+    for (int i = 0; i <= n + 2; i++)
         if (dup2(fds[i], 3 + i) < 0)
             _exit(126);
     snprintf(count, sizeof count, "%d", 3 + n);
     setenv("MAILCORE_CONF_FD", count, 1);
     snprintf(count, sizeof count, "%d", 4 + n);
     setenv("MAILCORE_ANVIL_FD", count, 1);
+    snprintf(count, sizeof count, "%d", 5 + n);
+    setenv("MAILCORE_AUTHCACHE_FD", count, 1);
     snprintf(count, sizeof count, "%u", region);
     setenv("MAILCORE_ANVIL_REGION", count, 1);
     snprintf(count, sizeof count, "%d", n);

@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "mailcore/anvil.h"
+#include "mailcore/auth.h"
 #include "mailcore/conf.h"
 #include "mailcore/db.h"
 #include "mailcore/ev.h"
@@ -313,7 +314,8 @@ static void startup(struct master *m)
     if (control_open(m, err, sizeof err) < 0)
         log_fatal("%s", err);
     if ((m->anvil_fd = anvil_create(err, sizeof err)) < 0 ||
-        (m->anvil = anvil_map(m->anvil_fd, err, sizeof err)) == NULL)
+        (m->anvil = anvil_map(m->anvil_fd, err, sizeof err)) == NULL ||
+        (m->authcache_fd = auth_cache_create(err, sizeof err)) < 0)
         log_fatal("%s", err);
 }
 
@@ -331,12 +333,14 @@ static void cleanup(struct master *m)
     close(m->conf_fd);
     anvil_unmap(m->anvil);
     close(m->anvil_fd);
+    close(m->authcache_fd);
     conf_free(m->conf);
 }
 
 int main(int argc, char **argv)
 {
-    static struct master m = {.control_fd = -1, .pid_fd = -1, .conf_fd = -1, .anvil_fd = -1};
+    static struct master m = {
+        .control_fd = -1, .pid_fd = -1, .conf_fd = -1, .anvil_fd = -1, .authcache_fd = -1};
     const char *opt_c = NULL;
     int ch;
 

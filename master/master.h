@@ -54,6 +54,7 @@ struct master {
     struct conf *conf;
     int conf_fd;                /* sealed memfd: the text of conf, for the daemons */
     int anvil_fd;               /* shared connection counts (anvil.h) */
+    int authcache_fd;           /* shared login cache (auth.h) */
     struct anvil *anvil;
     const char *conf_path;
     struct ev_loop *ev;

@@ -23,6 +23,8 @@
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
@@ -32,6 +34,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 
 #define AUTH_DELAY_BASE_MS 250
@@ -331,53 +334,141 @@ int auth_password_read(FILE *in, int from_stdin, char *buf, size_t len, char *er
 
 /* ---- cache of successful verifications --------------------------------- */
 
+/*
+ * The cache may be shared memory written by several processes at once
+ * (auth_cache_attach), so every word is an atomic and no lock is taken.  A
+ * writer clears expires, writes the key, then sets expires (release); a
+ * reader loads expires (acquire), then the key.  A torn read can only mix
+ * words of keys that were written, each only after a successful
+ * verification of its own hash and password, and 64-bit words of different
+ * HMACs do not coincide: a lookup matches only a key that was verified.
+ */
 struct cache_slot {
-    unsigned char key[32];
-    time_t expires;
+    _Atomic uint64_t key[4];
+    _Atomic int64_t expires;
 };
 
-static struct cache_slot cache[AUTH_CACHE_SLOTS];
-static unsigned char cache_secret[32];
-static int cache_ready;
+struct auth_cache {
+    unsigned char secret[32];
+    struct cache_slot slots[AUTH_CACHE_SLOTS];
+};
 
-static int cache_key(const char *password, const char *hash, unsigned char key[32])
+static struct auth_cache local_cache;
+static struct auth_cache *cache = &local_cache;
+static int secret_ready;
+
+static int fill_secret(unsigned char secret[32])
 {
-    unsigned int len = 32;
+    return getrandom(secret, 32, 0) == 32 ? 0 : -1;
+}
+
+int auth_cache_create(char *err, size_t errlen)
+{
+    int fd = memfd_create("mailcore-authcache", MFD_CLOEXEC);
+    struct auth_cache *c = MAP_FAILED;
+
+    if (fd < 0 || ftruncate(fd, (off_t)sizeof *c) < 0 ||
+        (c = mmap(NULL, sizeof *c, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED ||
+        fill_secret(c->secret) < 0) {
+        err_set(err, errlen, "login cache memory: %s", strerror(errno));
+        if (c != MAP_FAILED)
+            munmap(c, sizeof *c);
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    munmap(c, sizeof *c);
+    return fd;
+}
+
+int auth_cache_attach(int fd, char *err, size_t errlen)
+{
+    struct auth_cache *c = mmap(NULL, sizeof *c, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+
+    if (c == MAP_FAILED) {
+        err_set(err, errlen, "login cache memory: %s", strerror(errno));
+        return -1;
+    }
+    cache = c;
+    secret_ready = 1;
+    return 0;
+}
+
+static int cache_key(const char *password, const char *hash, uint64_t key[4])
+{
+    unsigned char mac[32];
+    unsigned int len = sizeof mac;
     size_t hl = strlen(hash), pl = strlen(password);
     unsigned char *buf;
     int ok;
 
-    if (!cache_ready) {
-        if (getrandom(cache_secret, sizeof cache_secret, 0) != (ssize_t)sizeof cache_secret)
+    if (!secret_ready) {
+        if (fill_secret(cache->secret) < 0)
             return -1;
-        cache_ready = 1;
+        secret_ready = 1;
     }
     if ((buf = malloc(hl + 1 + pl)) == NULL)
         return -1;
     memcpy(buf, hash, hl);
     buf[hl] = '\0';
     memcpy(buf + hl + 1, password, pl);
-    ok = HMAC(EVP_sha256(), cache_secret, sizeof cache_secret, buf, hl + 1 + pl, key, &len) != NULL;
+    ok = HMAC(EVP_sha256(), cache->secret, sizeof cache->secret, buf, hl + 1 + pl, mac, &len) !=
+         NULL;
     explicit_bzero(buf, hl + 1 + pl);
     free(buf);
+    memcpy(key, mac, sizeof mac);
     return ok ? 0 : -1;
 }
 
+static int slot_matches(struct cache_slot *slot, const uint64_t key[4], int64_t now)
+{
+    uint64_t k[4];
+
+    if (atomic_load_explicit(&slot->expires, memory_order_acquire) <= now)
+        return 0;
+    for (int i = 0; i < 4; i++)
+        k[i] = atomic_load_explicit(&slot->key[i], memory_order_relaxed);
+    return CRYPTO_memcmp(k, key, sizeof k) == 0;
+}
+
+static void slot_fill(struct cache_slot *slot, const uint64_t key[4], int64_t expires)
+{
+    atomic_store_explicit(&slot->expires, 0, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    for (int i = 0; i < 4; i++)
+        atomic_store_explicit(&slot->key[i], key[i], memory_order_relaxed);
+    atomic_store_explicit(&slot->expires, expires, memory_order_release);
+}
+
+/*
+ * The cache is set-associative: a key may sit in any of the
+ * AUTH_CACHE_WAYS slots of its set, and a new one replaces the slot that
+ * expires first.  (With one slot per key, two users whose keys share a
+ * slot would push each other out at every login: a full hash each time.)
+ */
 int auth_verify_cached(const char *password, const char *hash)
 {
-    unsigned char key[32];
-    struct cache_slot *slot;
-    time_t now = time(NULL);
+    uint64_t key[4];
+    struct cache_slot *set, *victim;
+    int64_t now = (int64_t)time(NULL), oldest = INT64_MAX;
 
     if (cache_key(password, hash, key) < 0)
         return auth_verify(password, hash);
-    slot = &cache[(key[0] | (unsigned)key[1] << 8) % AUTH_CACHE_SLOTS];
-    if (slot->expires > now && CRYPTO_memcmp(slot->key, key, sizeof key) == 0)
-        return 1;
+    set = &cache->slots[key[0] % (AUTH_CACHE_SLOTS / AUTH_CACHE_WAYS) * AUTH_CACHE_WAYS];
+    victim = set;
+    for (struct cache_slot *slot = set; slot < set + AUTH_CACHE_WAYS; slot++) {
+        int64_t e = atomic_load_explicit(&slot->expires, memory_order_relaxed);
+
+        if (slot_matches(slot, key, now))
+            return 1;
+        if (e < oldest) {
+            oldest = e;
+            victim = slot;
+        }
+    }
     if (!auth_verify(password, hash))
         return 0;
-    memcpy(slot->key, key, sizeof key);
-    slot->expires = now + AUTH_CACHE_TTL;
+    slot_fill(victim, key, now + AUTH_CACHE_TTL);
     return 1;
 }
 

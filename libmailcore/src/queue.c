@@ -1,12 +1,13 @@
 /*
  * queue.c - the entries of the outbound queue: submitd writes them
- * (queue_put), relayq and mailctl queue read, lock, rewrite and delete them.
+ * (queue_stage, queue_publish), relayq and mailctl queue read, lock, rewrite and delete them.
  * See queue.h for the layout.
  */
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +44,7 @@ static int fsync_dir(const char *dir)
     return r;
 }
 
-/* Copy size bytes of in (from 0) into a new file at path, fsync'd. */
+/* Copy size bytes of in (from 0) into a new file at path (not synced). */
 static int copy_message(int in, size_t size, const char *path)
 {
     int out = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -62,7 +63,7 @@ static int copy_message(int in, size_t size, const char *path)
             off += r;
         }
     }
-    if (fdatasync(out) < 0 || close(out) < 0) {
+    if (close(out) < 0) {
         e = errno;
         unlink(path);
         errno = e;
@@ -75,6 +76,23 @@ fail:
     unlink(path);
     errno = e;
     return -1;
+}
+
+/*
+ * msg/QID gets size bytes of in (from 0): a hard link to in's file when
+ * that file is exactly those bytes and on the queue's filesystem (no copy,
+ * nothing more to write back), else a copy.  Not synced.
+ */
+static int place_message(int in, size_t size, const char *path)
+{
+    char self[64];
+    struct stat st;
+
+    snprintf(self, sizeof self, "/proc/self/fd/%d", in);
+    if (fstat(in, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == size &&
+        linkat(AT_FDCWD, self, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0)
+        return 0;
+    return copy_message(in, size, path);
 }
 
 static int write_envelope(const char *path, const char *qid, const char *sender,
@@ -93,7 +111,7 @@ static int write_envelope(const char *path, const char *qid, const char *sender,
             (long long)now, sender, user);
     for (size_t i = 0; i < n; i++)
         fprintf(f, "rcpt pending 0 %lld %s\n", (long long)now, rcpts[i]);
-    if (fflush(f) != 0 || fdatasync(fileno(f)) != 0) {
+    if (fflush(f) != 0) {
         e = errno;
         fclose(f);
         errno = e;
@@ -102,37 +120,74 @@ static int write_envelope(const char *path, const char *qid, const char *sender,
     return fclose(f);
 }
 
-int queue_put(const char *queue_dir, const char *qid, const char *sender, const char *user,
-              const char *const *rcpts, size_t nrcpts, int fd, size_t size, char *err,
-              size_t errlen)
+int queue_stage(const char *queue_dir, const char *qid, const char *sender, const char *user,
+                const char *const *rcpts, size_t nrcpts, int fd, size_t size, char *err,
+                size_t errlen)
 {
-    char msg[1024], tmp[1024], env[1024], dir[1024];
+    char msg[1024], tmp[1024];
 
-    if (nrcpts == 0 || nrcpts > QUEUE_RCPT_MAX || queue_init(queue_dir, err, errlen) < 0) {
-        if (nrcpts == 0 || nrcpts > QUEUE_RCPT_MAX)
-            snprintf(err, errlen, "queue: %zu recipients", nrcpts);
+    if (nrcpts == 0 || nrcpts > QUEUE_RCPT_MAX || !queue_valid_id(qid)) {
+        snprintf(err, errlen, "queue: %zu recipients, id %s", nrcpts, qid);
         return -1;
     }
+    if (queue_init(queue_dir, err, errlen) < 0)
+        return -1;
     snprintf(msg, sizeof msg, "%s/msg/%s", queue_dir, qid);
     snprintf(tmp, sizeof tmp, "%s/env/.%s.tmp", queue_dir, qid);
-    snprintf(env, sizeof env, "%s/env/%s", queue_dir, qid);
-    if (copy_message(fd, size, msg) < 0) {
+    if (place_message(fd, size, msg) < 0) {
         snprintf(err, errlen, "%s: %s", msg, strerror(errno));
         return -1;
     }
-    snprintf(dir, sizeof dir, "%s/msg", queue_dir);
-    if (fsync_dir(dir) < 0 || write_envelope(tmp, qid, sender, user, rcpts, nrcpts) < 0 ||
-        rename(tmp, env) < 0) {
-        snprintf(err, errlen, "%s: %s", env, strerror(errno));
+    if (write_envelope(tmp, qid, sender, user, rcpts, nrcpts) < 0) {
+        snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
         unlink(tmp);
         unlink(msg);
         return -1;
     }
+    return 0;
+}
+
+/* 1 when a and b are directories on the same filesystem. */
+static int same_fs(const char *a, const char *b)
+{
+    struct stat sa, sb;
+
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev;
+}
+
+static int sync_fs(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), r;
+
+    if (fd < 0)
+        return -1;
+    r = syncfs(fd);
+    close(fd);
+    return r;
+}
+
+int queue_publish(const char *queue_dir, const char *synced_dir, const char *const *qids, size_t n,
+                  char *err, size_t errlen)
+{
+    char tmp[1024], env[1024], dir[1024];
+
+    if (n == 0)
+        return 0;
+    if ((synced_dir == NULL || !same_fs(queue_dir, synced_dir)) && sync_fs(queue_dir) < 0) {
+        snprintf(err, errlen, "%s: syncfs: %s", queue_dir, strerror(errno));
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        snprintf(tmp, sizeof tmp, "%s/env/.%s.tmp", queue_dir, qids[i]);
+        snprintf(env, sizeof env, "%s/env/%s", queue_dir, qids[i]);
+        if (rename(tmp, env) < 0) {
+            snprintf(err, errlen, "%s: %s", env, strerror(errno));
+            return -1;
+        }
+    }
     snprintf(dir, sizeof dir, "%s/env", queue_dir);
     if (fsync_dir(dir) < 0) {
         snprintf(err, errlen, "%s: fsync: %s", dir, strerror(errno));
-        unlink(env);
-        unlink(msg);
         return -1;
     }
     return 0;
@@ -143,6 +198,8 @@ void queue_remove(const char *queue_dir, const char *qid)
     char path[1024];
 
     snprintf(path, sizeof path, "%s/env/%s", queue_dir, qid);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/env/.%s.tmp", queue_dir, qid);
     unlink(path);
     snprintf(path, sizeof path, "%s/msg/%s", queue_dir, qid);
     unlink(path);

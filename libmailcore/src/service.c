@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "mailcore/anvil.h"
+#include "mailcore/auth.h"
 #include "mailcore/conf.h"
 #include "mailcore/db.h"
 #include "mailcore/ev.h"
@@ -105,6 +106,20 @@ static void open_anvil(struct service *svc)
     close(atoi(fd));
     unsetenv("MAILCORE_ANVIL_FD");
     unsetenv("MAILCORE_ANVIL_REGION");
+}
+
+/* The login cache shared by the daemons (MAILCORE_AUTHCACHE_FD). */
+static void open_authcache(void)
+{
+    const char *fd = getenv("MAILCORE_AUTHCACHE_FD");
+    char err[256];
+
+    if (fd == NULL)
+        return;
+    if (auth_cache_attach(atoi(fd), err, sizeof err) < 0)
+        log_fatal("%s", err);
+    close(atoi(fd));
+    unsetenv("MAILCORE_AUTHCACHE_FD");
 }
 
 static void open_tls(struct service *svc)
@@ -252,6 +267,7 @@ void service_init(struct service *svc, const char *name, int argc, char **argv, 
     load_conf(svc);
     take_listeners(svc);
     open_anvil(svc);
+    open_authcache();
     open_tls(svc);
     if (flags & SERVICE_DB)
         open_store(svc);

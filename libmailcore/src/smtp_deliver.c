@@ -7,7 +7,9 @@
  * (input paused) in the server's batch; at the end of the loop turn one
  * store_commit() makes every message of the batch durable, each in the
  * INBOX of each of its recipients, and only then do the sessions answer
- * 250 (or 451 when the commit failed) and read on.
+ * 250 (or 451 when the commit failed) and read on.  Submission's queue
+ * entries (staged by smtp_submit.c) join that commit: the store's one
+ * syncfs() covers their files too (commit_batch).
  *
  * Log lines follow Postfix's, so that pflogsumm counts them:
  *	QID: from=<a@x>, size=N, nrcpt=M (queue active)
@@ -137,6 +139,49 @@ static int has_local(const struct smtp_session *s)
     return 0;
 }
 
+/* Make the staged queue entries of a batch durable entries (the store's
+ * syncfs covered their files when synced_dir is data_directory); -1 (err)
+ * when it failed for all of them. */
+static int publish_queued(struct smtp_server *srv, struct smtp_session **batch, size_t n,
+                          const char *synced_dir, char *err, size_t errlen)
+{
+    const char **qids = calloc(n ? n : 1, sizeof *qids);
+    size_t nq = 0;
+    int r;
+
+    if (qids == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (batch[i]->queued)
+            qids[nq++] = batch[i]->qid;
+    r = queue_publish(conf_str(srv->svc->conf, "queue_directory"), synced_dir, qids, nq, err,
+                      errlen);
+    free(qids);
+    if (r == 0)
+        for (size_t i = 0; i < n; i++)
+            batch[i]->queued = 0;       /* published: no longer ours to remove */
+    return r;
+}
+
+static void queue_only(struct smtp_session *s)
+{
+    char err[512];
+
+    if (publish_queued(s->srv, &s, 1, NULL, err, sizeof err) != 0) {
+        log_error("%s: queue: %s", s->qid, err);
+        smtp_reply(s, SMTP_R_WRITE_ERROR);
+        smtp_session_reset(s);
+        return;
+    }
+    log_delivered(s, ev_now_ms(s->srv->svc->ev));
+    smtp_submit_wake_relayq(s->srv);
+    s->errors = 0;
+    smtp_reply(s, SMTP_R_QUEUED, s->qid);
+    smtp_session_reset(s);
+}
+
 void smtp_deliver_finish(struct smtp_session *s)
 {
     struct smtp_server *srv = s->srv;
@@ -167,13 +212,9 @@ void smtp_deliver_finish(struct smtp_session *s)
             return;
         }
         if (!has_local(s)) {
-            /* Remote recipients only and no Sent folder: the queue entry
-             * is durable already. */
-            log_delivered(s, ev_now_ms(srv->svc->ev));
-            smtp_submit_wake_relayq(srv);
-            s->errors = 0;
-            smtp_reply(s, SMTP_R_QUEUED, s->qid);
-            smtp_session_reset(s);
+            /* Remote recipients only and no Sent folder: nothing for the
+             * store, the queue entry alone is made durable. */
+            queue_only(s);
             return;
         }
     }
@@ -244,6 +285,25 @@ static void notify_batch(struct smtp_server *srv, struct smtp_session **batch, s
     notify_send(conf_str(srv->svc->conf, "run_directory"), ids, nids);
 }
 
+/*
+ * The store's commit, and for submission the queue entries with it: one
+ * syncfs() makes the message files and the staged queue files durable,
+ * LMDB commits the index, and then the envelopes go into env/ (one
+ * fsync), so relayq never sees an entry whose message the index refused.
+ * Publishing fails only on a disk error; the batch is then answered 451
+ * although its index entries are committed: a retry duplicates copies in
+ * Sent and INBOXes, but nothing is lost.
+ */
+static int commit_batch(struct smtp_server *srv, struct store_msg **msgs,
+                        struct smtp_session **batch, size_t n, char *err, size_t errlen)
+{
+    if (!srv->policy.submission)
+        return store_commit(srv->svc->store, msgs, n, err, errlen);
+    if (store_commit_fs(srv->svc->store, msgs, n, err, errlen) != 0)
+        return -1;
+    return publish_queued(srv, batch, n, conf_str(srv->svc->conf, "data_directory"), err, errlen);
+}
+
 /* The group commit: every message finished in this loop turn at once. */
 static void on_commit(struct ev_loop *ev, void *arg)
 {
@@ -270,7 +330,7 @@ static void on_commit(struct ev_loop *ev, void *arg)
             if (s->sent_mailbox)
                 store_msg_add_rcpt(s->msg, s->sent_mailbox, DB_FLAG_SEEN);
         }
-        r = store_commit(srv->svc->store, msgs, n, err, sizeof err);
+        r = commit_batch(srv, msgs, batch, n, err, sizeof err);
     }
     if (r < 0) {
         log_error("commit of %zu messages failed: %s", n, err);
@@ -287,9 +347,7 @@ static void on_commit(struct ev_loop *ev, void *arg)
             s->errors = 0;
             smtp_reply(s, SMTP_R_QUEUED, s->qid);
         } else {
-            /* Not accepted: the relay must not send it either. */
-            if (srv->policy.submission)
-                queue_remove(conf_str(srv->svc->conf, "queue_directory"), s->qid);
+            /* Not accepted: smtp_session_reset() removes its queue entry. */
             smtp_reply(s, SMTP_R_WRITE_ERROR);
         }
         smtp_session_reset(s);

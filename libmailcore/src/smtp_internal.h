@@ -73,6 +73,7 @@ struct smtp_session {
     struct smtp_rcpt *rcpts;
     size_t nrcpts, caprcpts;
     struct store_msg *msg;
+    int queued;                             /* submission: a queue entry is staged */
     struct smtp_data data;
     struct smtp_content content;
     uint64_t size;                          /* content bytes received */
@@ -99,6 +100,8 @@ struct smtp_server {
     size_t nbatch, capbatch;
     int commit_armed;
     int stopping;
+    uint64_t wake_ms;                       /* submission: last wake-up of relayq */
+    struct ev_timer *wake_timer;            /* a wake-up held back (smtp_submit.c) */
 };
 
 /* smtp_session.c */
@@ -128,7 +131,12 @@ enum smtp_reply_id smtp_submit_sender(struct smtp_session *s, const struct smtp_
 /* At the end of data: the content checks and the final message (headers
  * added, queue entry written).  SMTP_R_NONE when it may be committed. */
 enum smtp_reply_id smtp_submit_finish(struct smtp_session *s, const char **arg);
+/* Tell relayq that entries were published: at once, or when a wake-up was
+ * sent less than SMTP_WAKE_GAP_MS ago, once that much time has passed. */
+#define SMTP_WAKE_GAP_MS 100
 void smtp_submit_wake_relayq(struct smtp_server *srv);
+/* Send a held-back wake-up now (the server is going away). */
+void smtp_submit_wake_flush(struct smtp_server *srv);
 
 /* smtp_rcpt.c */
 enum smtp_reply_id smtp_rcpt_check(struct smtp_session *s, const struct smtp_path *p,

@@ -23,6 +23,7 @@
 #include "mailcore/conf.h"
 #include "mailcore/conn.h"
 #include "mailcore/ev.h"
+#include "mailcore/queue.h"
 #include "mailcore/service.h"
 #include "mailcore/store.h"
 #include "smtp_internal.h"
@@ -66,11 +67,20 @@ void smtp_reply(struct smtp_session *s, enum smtp_reply_id id, ...)
     }
 }
 
-void smtp_session_reset(struct smtp_session *s)
+/* The transaction's files that were not committed go. */
+static void discard_files(struct smtp_session *s)
 {
     if (s->msg)
         store_msg_free(s->msg);
     s->msg = NULL;
+    if (s->queued)      /* not accepted: the relay must not send it */
+        queue_remove(conf_str(s->srv->svc->conf, "queue_directory"), s->qid);
+    s->queued = 0;
+}
+
+void smtp_session_reset(struct smtp_session *s)
+{
+    discard_files(s);
     s->has_mail = 0;
     s->nrcpts = 0;
     s->sent_mailbox = 0;
@@ -162,8 +172,7 @@ void smtp_session_free(struct smtp_session *s)
     log_disconnect(s);
     if (s->counted)
         uncount(srv, &s->ipkey);
-    if (s->msg)
-        store_msg_free(s->msg);
+    discard_files(s);
     if (s->lifetime)
         ev_timer_cancel(srv->svc->ev, s->lifetime);
     if (s->auth_delay)
@@ -828,6 +837,7 @@ void smtp_server_free(struct smtp_server *srv)
 {
     while (srv->sessions)
         smtp_session_free(srv->sessions);
+    smtp_submit_wake_flush(srv);
     free(srv->batch);
     free(srv);
 }

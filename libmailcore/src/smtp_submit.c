@@ -10,9 +10,10 @@
  * and no attachment may have a type outside allowed_attachment_types
  * (550 5.7.1 naming the type).  Then the final message is written once:
  * our Received: line, Message-ID and Date when missing, and the client's
- * bytes.  Remote recipients get a durable queue entry for relayq (before
- * the 250); the sender's Sent folder (\Seen) and local recipients' INBOXes
- * get index entries in the group commit.
+ * bytes.  Remote recipients get a queue entry for relayq, staged here and
+ * made durable in the group commit (smtp_deliver.c) with the index entries
+ * of the sender's Sent folder (\Seen) and local recipients' INBOXes: all
+ * before the 250.
  */
 #include <fnmatch.h>
 #include <stdio.h>
@@ -25,6 +26,7 @@
 
 #include "mailcore/conf.h"
 #include "mailcore/conn.h"
+#include "mailcore/ev.h"
 #include "mailcore/ipc.h"
 #include "mailcore/mime.h"
 #include "mailcore/queue.h"
@@ -333,9 +335,11 @@ static int queue_remote(struct smtp_session *s, struct store_msg *msg, char *err
             rcpts[n++] = s->rcpts[i].addr;
     if (n == 0)
         return 0;
-    return queue_put(conf_str(s->srv->svc->conf, "queue_directory"), s->qid, s->from.addr,
-                     s->user, rcpts, n, store_msg_fd(msg), (size_t)store_msg_size(msg), err,
-                     errlen);
+    if (queue_stage(conf_str(s->srv->svc->conf, "queue_directory"), s->qid, s->from.addr, s->user,
+                    rcpts, n, store_msg_fd(msg), (size_t)store_msg_size(msg), err, errlen) != 0)
+        return -1;
+    s->queued = 1;
+    return 0;
 }
 
 enum smtp_reply_id smtp_submit_finish(struct smtp_session *s, const char **arg)
@@ -389,6 +393,7 @@ enum smtp_reply_id smtp_submit_finish(struct smtp_session *s, const char **arg)
     }
     if (size)
         munmap(map, size);
+    /* final is complete: the queue may link to its file rather than copy it. */
     if (queue_remote(s, final, err, sizeof err) != 0) {
         log_error("%s: queue: %s", s->qid, err);
         store_msg_free(final);
@@ -401,11 +406,52 @@ enum smtp_reply_id smtp_submit_finish(struct smtp_session *s, const char **arg)
     return SMTP_R_NONE;
 }
 
-void smtp_submit_wake_relayq(struct smtp_server *srv)
+static void send_wake(struct smtp_server *srv)
 {
     char path[600];
 
     snprintf(path, sizeof path, "%s/private/relayq.sock",
              conf_str(srv->svc->conf, "run_directory"));
     ipc_notify(path, "wake", 4);        /* relayq also scans on its own */
+    srv->wake_ms = ev_now_ms(srv->svc->ev);
+}
+
+static void on_wake_timer(struct ev_loop *ev, void *arg)
+{
+    struct smtp_server *srv = arg;
+
+    (void)ev;
+    srv->wake_timer = NULL;
+    send_wake(srv);
+}
+
+/*
+ * relayq forks a worker for what is due at each wake-up, and a worker
+ * takes up to 20 entries over one SMTP session.  One wake-up per commit
+ * would mean a fork and a session per message under load; held back to one
+ * per SMTP_WAKE_GAP_MS, the entries of that time share them.
+ */
+void smtp_submit_wake_relayq(struct smtp_server *srv)
+{
+    uint64_t now = ev_now_ms(srv->svc->ev);
+
+    if (srv->wake_timer)
+        return;                         /* the held-back one covers these entries */
+    if (srv->wake_ms == 0 || now - srv->wake_ms >= SMTP_WAKE_GAP_MS) {
+        send_wake(srv);
+        return;
+    }
+    srv->wake_timer =
+        ev_timer_add(srv->svc->ev, srv->wake_ms + SMTP_WAKE_GAP_MS - now, on_wake_timer, srv);
+    if (srv->wake_timer == NULL)
+        send_wake(srv);
+}
+
+void smtp_submit_wake_flush(struct smtp_server *srv)
+{
+    if (srv->wake_timer == NULL)
+        return;
+    ev_timer_cancel(srv->svc->ev, srv->wake_timer);
+    srv->wake_timer = NULL;
+    send_wake(srv);
 }

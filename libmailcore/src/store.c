@@ -660,7 +660,8 @@ static int commit_check(const struct store *s, struct store_msg **msgs, size_t n
     return 0;
 }
 
-int store_commit(struct store *s, struct store_msg **msgs, size_t n, char *err, size_t errlen)
+static int commit(struct store *s, struct store_msg **msgs, size_t n, int whole_fs, char *err,
+                  size_t errlen)
 {
     struct commit c = {msgs, n};
     unsigned char dirs[256] = {0};
@@ -673,7 +674,7 @@ int store_commit(struct store *s, struct store_msg **msgs, size_t n, char *err, 
     for (size_t i = 0; i < n; i++)
         cache_structure(msgs[i]);
 
-    if (n == 1) {
+    if (n == 1 && !whole_fs) {
         if (sync_each(s, msgs, n, dirs, &msg_dirty, err, errlen) != 0)
             goto fail;
     } else if (sync_batch(s, msgs, n, err, errlen) != 0) {
@@ -706,6 +707,16 @@ int store_commit(struct store *s, struct store_msg **msgs, size_t n, char *err, 
 fail:
     commit_undo(s, msgs, n, err, errlen);
     return -1;
+}
+
+int store_commit(struct store *s, struct store_msg **msgs, size_t n, char *err, size_t errlen)
+{
+    return commit(s, msgs, n, 0, err, errlen);
+}
+
+int store_commit_fs(struct store *s, struct store_msg **msgs, size_t n, char *err, size_t errlen)
+{
+    return commit(s, msgs, n, 1, err, errlen);
 }
 
 /* ---- recovery ---- */

@@ -1546,6 +1546,9 @@ class CommitFailure(unittest.TestCase):
             self.assertEqual(mc.message_list("cf", "Sent"), [])
             self.assertEqual(mc.message_list("cfrcpt"), [])
             leftover = queue_files(mc)
+            q = mc.settings["queue_directory"]
+            self.assertEqual([os.listdir(os.path.join(q, d)) for d in ("env", "msg")], [[], []],
+                             "files of the refused attempt's staged queue entry were left")
             # The client retries, as it must after a 451.
             r2 = attempt()
             self.assertEqual(r2.code, 250, r2)

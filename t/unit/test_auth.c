@@ -6,14 +6,29 @@
 #include "mailcore/auth.h"
 
 #include <crypt.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
+
+/* Every hash computed goes through here, so the cache tests can count them. */
+static unsigned crypt_calls;
+
+char *crypt_rn(const char *phrase, const char *setting, void *data, int size)
+{
+    static char *(*real)(const char *, const char *, void *, int);
+
+    if (real == NULL)
+        *(void **)&real = dlsym(RTLD_NEXT, "crypt_rn");
+    crypt_calls++;
+    return real(phrase, setting, data, size);
+}
 
 /* ---- hashing ---------------------------------------------------------- */
 
@@ -364,6 +379,65 @@ static void test_auth_verify_cached_follows_password_changes(void)
     CHECK_INT(auth_verify_cached("second-pw", h2), 1);
 }
 
+/* A cheap SHA-512-crypt hash of "pw-N" (1000 rounds), for many users. */
+static void cheap_hash(unsigned n, char *out, size_t outlen)
+{
+    char setting[64], pw[32];
+    struct crypt_data *cd = calloc(1, sizeof *cd);
+    const char *res;
+
+    snprintf(setting, sizeof setting, "$6$rounds=1000$salt%u$", n);
+    snprintf(pw, sizeof pw, "pw-%u", n);
+    res = cd ? crypt_rn(pw, setting, cd, (int)sizeof *cd) : NULL;
+    snprintf(out, outlen, "%s", res ? res : "*");
+    free(cd);
+}
+
+static void test_auth_verify_cached_hashes_each_of_many_logins_once(void)
+{
+    enum { USERS = 300 };
+    static char hashes[USERS][AUTH_HASH_MAX + 1];
+    char pw[32];
+
+    for (unsigned i = 0; i < USERS; i++)
+        cheap_hash(i, hashes[i], sizeof hashes[i]);
+    crypt_calls = 0;
+    for (int round = 0; round < 3; round++)
+        for (unsigned i = 0; i < USERS; i++) {
+            snprintf(pw, sizeof pw, "pw-%u", i);
+            CHECK_INT(auth_verify_cached(pw, hashes[i]), 1);
+        }
+    /* Round-robin logins: no user may push another out of the cache. */
+    CHECK_INT(crypt_calls, USERS);
+}
+
+static void test_auth_cache_is_shared_by_processes_that_attach(void)
+{
+    char hash[AUTH_HASH_MAX + 1], err[256];
+    int fd = auth_cache_create(err, sizeof err), status = -1;
+    pid_t pid;
+
+    CHECK(fd >= 0);
+    if (fd < 0)
+        return;
+    cheap_hash(9999, hash, sizeof hash);
+    pid = fork();
+    if (pid == 0) {
+        int ok = auth_cache_attach(fd, err, sizeof err) == 0 &&
+                 auth_verify_cached("pw-9999", hash) == 1;
+        _exit(ok ? 0 : 1);
+    }
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+    CHECK_INT(status, 0);
+    CHECK_INT(auth_cache_attach(fd, err, sizeof err), 0);
+    crypt_calls = 0;
+    CHECK_INT(auth_verify_cached("pw-9999", hash), 1);     /* the child's verification */
+    CHECK_INT(crypt_calls, 0);
+    CHECK_INT(auth_verify_cached("pw-9998", hash), 0);     /* a wrong password is hashed */
+    CHECK_INT(crypt_calls, 1);
+    close(fd);
+}
+
 static void test_auth_delay_doubles_and_caps(void)
 {
     CHECK_INT(auth_delay_ms(0), 0);
@@ -392,5 +466,7 @@ int main(void)
     RUN(test_auth_password_read_tty_rejects_mismatch_and_restores_echo);
     RUN(test_auth_delay_doubles_and_caps);
     RUN(test_auth_verify_cached_follows_password_changes);
+    RUN(test_auth_verify_cached_hashes_each_of_many_logins_once);
+    RUN(test_auth_cache_is_shared_by_processes_that_attach);
     return check_done();
 }

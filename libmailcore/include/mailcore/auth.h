@@ -35,14 +35,28 @@ int auth_verify(const char *password, const char *hash);
  * auth_verify() with a short-lived cache of successful verifications (as
  * Dovecot's auth_cache): a login that succeeded within AUTH_CACHE_TTL
  * seconds with the same password against the same hash is not hashed
- * again.  The cache holds HMAC-SHA-256(process secret, hash NUL password),
- * never the password; a new password means a new hash, which never
- * matches, so a password change applies at once.  Failures are never
- * cached.  Per process, AUTH_CACHE_SLOTS entries.
+ * again.  The cache holds HMAC-SHA-256(secret, hash NUL password), never
+ * the password; a new password means a new hash, which never matches, so a
+ * password change applies at once.  Failures are never cached.
+ * AUTH_CACHE_SLOTS entries in sets of AUTH_CACHE_WAYS, private to the
+ * process (with a secret of its own) unless it called auth_cache_attach().
  */
-#define AUTH_CACHE_SLOTS 1024
+#define AUTH_CACHE_SLOTS 4096
+#define AUTH_CACHE_WAYS 8
 #define AUTH_CACHE_TTL 300
 int auth_verify_cached(const char *password, const char *hash);
+
+/*
+ * One cache for all the daemons, as Dovecot's single auth process has:
+ * master makes it with auth_cache_create() (a memfd holding the HMAC
+ * secret and the slots; fd, or -1 with err) and passes it to every daemon
+ * (MAILCORE_AUTHCACHE_FD), which maps it with auth_cache_attach() (0, or -1
+ * with err).  A login verified by one submitd or imapd worker is then not
+ * hashed again by the others.  The memory never leaves RAM and only
+ * master's children have it.
+ */
+int auth_cache_create(char *err, size_t errlen);
+int auth_cache_attach(int fd, char *err, size_t errlen);
 
 /*
  * Read a password for mailctl: from a terminal, prompt twice without echo

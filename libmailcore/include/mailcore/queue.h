@@ -3,7 +3,9 @@
  * envelope file per queued message, written durably by submitd and owned
  * by relayq afterwards.
  *
- *	queue_directory/msg/QID     the message, exactly as it is to be relayed
+ *	queue_directory/msg/QID     the message, exactly as it is to be relayed;
+ *	                            never rewritten, so it may be a hard link to
+ *	                            the same bytes elsewhere (submitd's Sent copy)
  *	queue_directory/env/QID     the envelope, text:
  *	    mailcore-queue 1
  *	    id QID
@@ -22,7 +24,12 @@
  *	    notified                (bounced) its DSN is in the sender's INBOX
  * The message file is durable before the envelope is renamed into env/, so
  * an envelope always has its message; a message without an envelope is
- * debris of a crash and goes at relayq's start-up.
+ * debris of a crash and goes at relayq's start-up.  submitd writes an entry
+ * in two steps so that a whole group commit needs one sync: queue_stage()
+ * writes msg/QID and env/.QID.tmp unsynced, the caller syncs the
+ * filesystem (the store's syncfs() in the same group commit), and
+ * queue_publish() renames the envelopes into env/ and fsyncs env/ once.
+ * Names starting with "." are never entries.
  *
  * Envelopes are rewritten atomically (queue_env_write: temp file, fsync,
  * rename, fsync of env/).  Whoever changes an entry after submitd (a relayq
@@ -67,16 +74,30 @@ struct queue_env {
 };
 
 /*
- * Queue a message: copy the bytes of fd (from offset 0, size bytes) into
- * msg/QID, write env/QID, fsync both and the directories.  0, or -1 with
- * err (nothing left behind).
+ * Stage an entry: the bytes of fd (from offset 0, size bytes) into msg/QID
+ * and the envelope as env/.QID.tmp, neither synced nor yet visible to
+ * relayq.  When fd's file is exactly those bytes, msg/QID becomes a hard
+ * link to it instead of a copy: nobody may write to it afterwards.  0, or
+ * -1 with err (nothing left behind).
  */
-int queue_put(const char *queue_dir, const char *qid, const char *sender, const char *user,
-              const char *const *rcpts, size_t nrcpts, int fd, size_t size, char *err,
-              size_t errlen);
+int queue_stage(const char *queue_dir, const char *qid, const char *sender, const char *user,
+                const char *const *rcpts, size_t nrcpts, int fd, size_t size, char *err,
+                size_t errlen);
 
-/* Take back an entry queue_put() made (its message was not accepted after
- * all): envelope first, so no envelope is left without its message. */
+/*
+ * Make staged entries queue entries, durably: their files must be durable
+ * first -- synced_dir names a directory whose filesystem the caller has
+ * synced (syncfs) since staging; when it is NULL or on another filesystem
+ * than queue_dir, the queue's filesystem is synced here.  Then every
+ * envelope is renamed into env/ and env/ is fsync'd once.  0, or -1 with
+ * err (queue_remove() each entry then).
+ */
+int queue_publish(const char *queue_dir, const char *synced_dir, const char *const *qids, size_t n,
+                  char *err, size_t errlen);
+
+/* Take back an entry queue_stage() or queue_publish() made (its message
+ * was not accepted after all): envelope first, so no envelope is left
+ * without its message. */
 void queue_remove(const char *queue_dir, const char *qid);
 
 /* Make msg/ and env/ in queue_dir if missing.  0 or -1 (err). */

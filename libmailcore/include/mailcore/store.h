@@ -77,6 +77,11 @@ void store_msg_free(struct store_msg *m);
  * rather than failing the group; a message left with no mailbox at all is
  * dropped. */
 int store_commit(struct store *s, struct store_msg **msgs, size_t n, char *err, size_t errlen);
+/* store_commit() that always makes the files durable with one syncfs() of
+ * data_directory's filesystem, also for one message: whatever else the
+ * caller wrote on that filesystem before the call is durable too once it
+ * returns 0 (submitd's staged queue entries, queue.h). */
+int store_commit_fs(struct store *s, struct store_msg **msgs, size_t n, char *err, size_t errlen);
 
 /* Remove temp files and message files without a files record whose
  * mtime is at least min_age seconds old (0 at start-up, when nothing else
