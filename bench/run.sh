@@ -136,6 +136,22 @@ wait_port() { # wait_port PORT PID: until PORT listens (10 s), while PID lives
 
 # ---- mailcore ----
 
+# reset_mix_users MAILCTL: imap-mix's APPENDs grow the users' INBOXes from
+# run to run; like the peers (emptied after each run), every imap-mix user
+# starts with the 200 messages populate() gives: a user with more is made
+# again, empty.
+reset_mix_users() {
+    local mailctl=$1 u n json
+    json=$($mailctl user list --json)
+    for ((u = 0; u < imap_users; u++)); do
+        n=$(python3 -c 'import json,sys; u=sys.argv[1]; print(sum(m["messages"] for x in json.load(sys.stdin) if x["name"] == u for m in x["mailboxes"] if m["name"] == "INBOX"))' "user$u" <<< "$json")
+        if [ "${n:-0}" -gt 200 ]; then
+            $mailctl user del "user$u" > /dev/null
+            printf 'pw-user%d\n' "$u" | $mailctl user add "user$u" --password-stdin > /dev/null
+        fi
+    done
+}
+
 run_mailcore() {
     local dir=$build/bench/instance conf creator u
     dir=$build/bench/instance conf=$dir/mailcore.conf
@@ -175,6 +191,12 @@ CONF
     chmod 644 "$conf"
     [ "$(id -u)" = 0 ] && chown "$creator:" "$dir/data"
     local mailctl="$build/bin/mailctl -c $conf"
+    # The bench instance is disposable: one made by an older schema is remade.
+    if $mailctl user list 2>&1 >/dev/null | grep -q 'schema version'; then
+        echo "run.sh: $dir/data has an older schema: made again" >&2
+        rm -rf "$dir/data" "$dir/queue" && mkdir -p "$dir/data"
+        [ "$(id -u)" = 0 ] && chown "$creator:" "$dir/data"
+    fi
     if ! $mailctl user list | grep -q '^user99 '; then
         echo "run.sh: creating user0..user99@example.test in $dir" >&2
         for ((u = 0; u < 100; u++)); do
@@ -182,6 +204,7 @@ CONF
                 printf 'pw-user%d\n' "$u" | $mailctl user add "user$u" --password-stdin >/dev/null
         done
     fi
+    [[ " $proto_workloads " != *" imap-mix "* ]] || reset_mix_users "$mailctl"
     if ss -ltnH "sport = :$mc_port" | grep -q .; then
         echo "run.sh: port $mc_port is already in use; set BENCH_MAILCORE_PORT" >&2
         return 1
