@@ -100,6 +100,11 @@ int append_begin(struct imap_session *s)
         imap_refuse_literal(s, "NO", "[TRYCREATE] Mailbox doesn't exist");
         return 0;
     }
+    if (!imap_quota_fits(s, size)) {     /* before the client sends it all */
+        free(j);
+        imap_refuse_literal(s, "NO", imap_quota_refusal);
+        return 0;
+    }
     j->msg = store_msg_new(s->srv->svc->store, err, sizeof err);
     if (j->msg == NULL) {
         free(j);
@@ -233,10 +238,13 @@ void cmd_append(struct imap_session *s, int uid, const struct imap_arg *args, si
         return;
     }
     store_msg_set_internaldate(j->msg, j->date);
-    store_msg_add_rcpt(j->msg, j->mb.id, view_db_flags(j->flags.system));
+    store_msg_add_rcpt_quota(j->msg, j->mb.id, view_db_flags(j->flags.system),
+                             STORE_QUOTA_KEEP);
     if (j->failed || store_commit(s->srv->svc->store, &j->msg, 1, err, sizeof err) != 0) {
         log_error("APPEND to %s/%s: %s", s->user, j->mb.name, j->failed ? "write failed" : err);
         imap_tagged(s, "NO", "[SERVERBUG] Cannot store the message");
+    } else if (store_msg_overquota(j->msg)) {
+        imap_tagged(s, "NO", "%s", imap_quota_refusal);
     } else {
         uint32_t new_uid = store_msg_uid(j->msg, 0);
         if (j->flags.nkeywords) {

@@ -14,6 +14,7 @@
 #include "imapd.h"
 #include "mailcore/conf.h"
 #include "mailcore/conn.h"
+#include "mailcore/quota.h"
 #include "mailcore/service.h"
 #include "mailcore/store.h"
 
@@ -182,6 +183,7 @@ struct copy_op {
     uint32_t dst_validity;
     uint32_t dst_id;
     int move;
+    uint64_t quota_default;             /* quota.h: COPY must fit, MOVE adds nothing */
     struct store_dead dead;
 };
 
@@ -194,6 +196,7 @@ static int tx_copy(struct db_txn *txn, void *arg)
 {
     struct copy_op *o = arg;
     struct db_mailbox dst;
+    uint64_t added = 0;
     int rc = db_mailbox_get(txn, o->user, o->to, &dst);
 
     store_dead_reset(&o->dead);
@@ -222,6 +225,7 @@ static int tx_copy(struct db_txn *txn, void *arg)
             kw |= 1ull << nb;
         }
         m.keywords = kw;
+        added += m.size;
         if ((rc = db_message_add(txn, dst.id, &m)) != 0)
             return rc;
         o->new_uids[i] = m.uid;
@@ -229,7 +233,7 @@ static int tx_copy(struct db_txn *txn, void *arg)
                                                 &o->dead)) != 0)
             return rc;
     }
-    return 0;
+    return o->move ? 0 : quota_check_add(txn, o->user, o->quota_default, added);
 }
 
 /* "a,b,c" of uids (valid, if uncompressed, uid-set syntax). */
@@ -246,7 +250,8 @@ static void uid_list(char *out, size_t outsz, const uint32_t *uids, size_t n)
 static void copy_or_move(struct imap_session *s, int uid, const struct imap_arg *args,
                          size_t nargs, int move)
 {
-    struct copy_op o = {.user = s->user, .v = s->view, .move = move};
+    struct copy_op o = {.user = s->user, .v = s->view, .move = move,
+                        .quota_default = imap_quota_default(s)};
     struct imap_seqset set;
     char err[256];
     int rc;
@@ -276,6 +281,8 @@ static void copy_or_move(struct imap_session *s, int uid, const struct imap_arg 
     rc = o.new_uids ? db_write(s->srv->svc->db, tx_copy, &o, err, sizeof err) : -1;
     if (rc == DB_NOTFOUND) {
         imap_tagged(s, "NO", "[TRYCREATE] Mailbox doesn't exist: %s", o.to);
+    } else if (rc == QUOTA_OVER) {
+        imap_tagged(s, "NO", "%s", imap_quota_refusal);
     } else if (rc != 0) {
         imap_tagged(s, "NO", "[SERVERBUG] %s", o.new_uids ? err : "out of memory");
     } else {

@@ -178,6 +178,12 @@ imap_cmd_fn cmd_store, cmd_copy, cmd_move, cmd_expunge, cmd_close, cmd_unselect,
     cmd_search;
 imap_cmd_fn cmd_fetch, cmd_append;
 imap_cmd_fn cmd_sort, cmd_thread;
+/* cmd_quota.c: RFC 9208; the NO text for what does not fit, and the
+ * user_quota default (quota.h) */
+imap_cmd_fn cmd_getquotaroot, cmd_getquota, cmd_setquota;
+extern const char imap_quota_refusal[];
+uint64_t imap_quota_default(const struct imap_session *s);
+int imap_quota_fits(struct imap_session *s, uint64_t add);  /* 1, or 0: over quota */
 /* cmd_search.c, for cmd_sort.c: the view indexes of the messages root
  * matches, ascending, count in *n (NULL: out of memory); and the answer
  * SEARCH gives (ESEARCH when esearch, ret: RETURN bits MIN 1 MAX 2

@@ -65,6 +65,9 @@ static const struct imap_command commands[] = {
     {"STORE", cmd_store, SELECTED, 1},
     {"COPY", cmd_copy, SELECTED, 1},
     {"MOVE", cmd_move, SELECTED, 1},
+    {"GETQUOTAROOT", cmd_getquotaroot, AUTHED, 0},
+    {"GETQUOTA", cmd_getquota, AUTHED, 0},
+    {"SETQUOTA", cmd_setquota, AUTHED, 0},
 #undef ANY
 #undef AUTHED
 #undef SELECTED
@@ -87,6 +90,7 @@ const char *imap_capabilities(const struct imap_session *s)
              "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS "
              "MOVE CHILDREN SPECIAL-USE LIST-EXTENDED LIST-STATUS STATUS=SIZE ESEARCH "
              "SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES "
+             "QUOTA QUOTA=RES-STORAGE "
              "APPENDLIMIT=%llu%s%s%s",
              (unsigned long long)conf_uint(s->srv->svc->conf, "message_size_limit"),
              s->state == IS_NOTAUTH && !tls && s->srv->svc->tls ? " STARTTLS" : "",

@@ -1,5 +1,5 @@
 /*
- * cmd_user.c - mailctl user add|del|list|passwd.
+ * cmd_user.c - mailctl user add|del|list|passwd|quota.
  */
 #include <stdio.h>
 #include <string.h>
@@ -9,6 +9,7 @@
 #include "mailcore/auth.h"
 #include "mailcore/conf.h"
 #include "mailcore/db.h"
+#include "mailcore/quota.h"
 #include "mailcore/store.h"
 #include "mailctl.h"
 
@@ -175,11 +176,69 @@ int cmd_user_passwd(struct ctl *ctl, int argc, char **argv)
     return EXIT_OK;
 }
 
+/* user quota NAME SIZE|default|unlimited: the user's own storage limit
+ * (quota.h), read by the daemons at each check, so it applies at once. */
+
+struct quota_arg {
+    const char *name;
+    uint64_t limit;
+    int own;
+    uint64_t def;
+    struct quota q;         /* after the change */
+};
+
+static int tx_quota(struct db_txn *txn, void *arg)
+{
+    struct quota_arg *a = arg;
+    int r = a->own ? db_quota_set(txn, a->name, a->limit) : db_quota_clear(txn, a->name);
+
+    if (r == DB_NOTFOUND)
+        return db_txn_fail(txn, "no user %s", a->name);
+    if (r != 0)
+        return r;
+    return quota_get(txn, a->name, a->def, &a->q);
+}
+
+/* A limit as "unlimited" or bytes. */
+static void print_limit(FILE *out, uint64_t limit)
+{
+    if (limit == 0)
+        fputs("unlimited", out);
+    else
+        fprintf(out, "%llu", (unsigned long long)limit);
+}
+
+int cmd_user_quota(struct ctl *ctl, int argc, char **argv)
+{
+    struct quota_arg a = {0};
+    char err[1024];
+
+    if (argc != 2)
+        return ctl_usage("user quota", argc < 2 ? "missing NAME or SIZE" : "unexpected argument "
+                         "'%s'", argv[argc - 1]);
+    if (quota_parse_setting(argv[1], &a.limit, &a.own) != 0)
+        return ctl_usage("user quota", "bad size '%s': a number of bytes with an optional k, m "
+                         "or g suffix (e.g. 500M, 2G), default or unlimited", argv[1]);
+    a.name = argv[0];
+    ctl_load_conf(ctl);
+    a.def = conf_uint(ctl->conf, "user_quota");
+    if (ctl_open_db(ctl) < 0)
+        return EXIT_FAIL;
+    if (db_write(ctl->db, tx_quota, &a, err, sizeof err) != 0)
+        return ctl_fail("%s", err);
+    printf("quota of %s: ", a.name);
+    print_limit(stdout, a.q.limit);
+    printf("%s, %llu bytes used\n", a.own ? "" : " (the user_quota default)",
+           (unsigned long long)a.q.usage);
+    return EXIT_OK;
+}
+
 /* user list: one user per line, or a JSON array. */
 
 struct list_arg {
     struct db_txn *txn;
     int json;
+    uint64_t quota_default;
     unsigned n;
 };
 
@@ -249,7 +308,10 @@ static int print_user(const struct db_user *u, void *arg)
 {
     struct list_arg *l = arg;
     struct extra_arg e = {u->name, l->json, 0};
+    struct quota q;
 
+    if (quota_get(l->txn, u->name, l->quota_default, &q) != 0)
+        return -1;
     if (l->json) {
         fputs(l->n++ ? ",\n  {\"name\": " : "\n  {\"name\": ", stdout);
         ctl_json_string(stdout, u->name);
@@ -266,7 +328,12 @@ static int print_user(const struct db_user *u, void *arg)
         e.n = 0;
         if (db_mailbox_foreach(l->txn, u->name, print_mailbox, &e) < 0)
             return -1;
-        fputs("]}", stdout);
+        printf("], \"usage\": %llu, \"quota\": ", (unsigned long long)q.usage);
+        if (q.limit)
+            printf("%llu", (unsigned long long)q.limit);
+        else
+            fputs("null", stdout);
+        printf(", \"quota_source\": \"%s\"}", q.own ? "user" : "default");
         return 0;
     }
     printf("%s <%s>", u->name, u->address);
@@ -275,7 +342,9 @@ static int print_user(const struct db_user *u, void *arg)
     e.n = 0;
     if (db_group_foreach(l->txn, print_group, &e) < 0)
         return -1;
-    putchar('\n');
+    printf(" usage=%llu quota=", (unsigned long long)q.usage);
+    print_limit(stdout, q.limit);
+    printf("%s\n", q.own ? "" : " (default)");
     return 0;
 }
 
@@ -296,6 +365,7 @@ int cmd_user_list(struct ctl *ctl, int argc, char **argv)
         return ctl_usage("user list", "unexpected argument '%s'", argv[argc - 1]);
     l.json = argc == 1;
     ctl_load_conf(ctl);
+    l.quota_default = conf_uint(ctl->conf, "user_quota");
     if (ctl_open_db(ctl) < 0)
         return EXIT_FAIL;
     if (l.json)

@@ -60,6 +60,7 @@ int cmd_user_add(struct ctl *ctl, int argc, char **argv);
 int cmd_user_del(struct ctl *ctl, int argc, char **argv);
 int cmd_user_list(struct ctl *ctl, int argc, char **argv);
 int cmd_user_passwd(struct ctl *ctl, int argc, char **argv);
+int cmd_user_quota(struct ctl *ctl, int argc, char **argv);
 int cmd_alias_add(struct ctl *ctl, int argc, char **argv);
 int cmd_alias_del(struct ctl *ctl, int argc, char **argv);
 int cmd_alias_list(struct ctl *ctl, int argc, char **argv);

@@ -32,9 +32,18 @@ const struct ctl_cmd ctl_cmds[] = {
      "gets the mailboxes INBOX, Sent, Drafts, Trash and Junk.",
      cmd_user_add},
     {"user del", "NAME", "Delete a user with its addresses, mailboxes and messages.", cmd_user_del},
-    {"user list", "[--json]", "List users: name, primary address, aliases, groups.", cmd_user_list},
+    {"user list", "[--json]",
+     "List users: name, primary address, aliases, groups, storage used and quota\n"
+     "(bytes; \"(default)\" when the user_quota default applies).",
+     cmd_user_list},
     {"user passwd", "NAME [--password-stdin]",
      "Set a user's password (asked on the terminal, or one line from stdin).", cmd_user_passwd},
+    {"user quota", "NAME SIZE|default|unlimited",
+     "Set a user's storage limit over all its mailboxes: SIZE in bytes with an\n"
+     "optional k, m or g suffix (500M, 2G), unlimited, or default to follow\n"
+     "user_quota again.  Running daemons apply it at once: mail that does not fit\n"
+     "is refused (IMAP NO [OVERQUOTA], SMTP 452 4.2.2).",
+     cmd_user_quota},
     {"alias add", "ADDRESS USER", "Deliver mail for ADDRESS to USER; USER may also send as it.",
      cmd_alias_add},
     {"alias del", "ADDRESS", "Remove an alias.", cmd_alias_del},

@@ -177,6 +177,9 @@ static int recover_store(const struct conf *c, char *err, size_t errlen)
         db = db_open(conf_str(c, "data_directory"), 1, (uid_t)-1, (gid_t)-1, e, sizeof e);
         if (db == NULL)
             log_fatal("%s", e);
+        if (db_upgraded_from(db))
+            log_info("%s/data.mdb: schema upgraded from version %u", conf_str(c, "data_directory"),
+                     db_upgraded_from(db));
         s = store_open(db, conf_str(c, "data_directory"), e, sizeof e);
         if (s == NULL)
             log_fatal("%s", e);

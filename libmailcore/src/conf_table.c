@@ -45,6 +45,9 @@ const struct conf_key conf_keys[] = {
      "MIME types allowed as attachments, wildcards allowed (seed: AllowedMailAttachmentObjects)"},
     {"message_size_limit", CONF_SIZE, "52428800", 0, 1 * KIB, 4 * GIB,
      "largest message in bytes; advertised as SIZE, larger mail gets 552 5.3.4"},
+    {"user_quota", CONF_SIZE, "0", 0, 0, 0,
+     "default storage limit per user (sum of all mailboxes; 0: unlimited); "
+     "mailctl user quota sets one user's own"},
     {"mailserver_host", CONF_STR, "", 0, 0, 0,
      "the external relay (seed: MailserverHostaddress); empty: remote mail stays queued"},
     {"mailserver_port", CONF_PORT, "25", 0, 0, 0, "the relay's port (seed: MailserverPort)"},

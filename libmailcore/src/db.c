@@ -7,7 +7,10 @@
  * db_internal.h.  db_user.c owns users, addresses and groups; db_mailbox.c
  * owns mailboxes, messages and files.
  *
- * THE SCHEMA (version 2; version 1 lacked the IMAP fields and databases).
+ * THE SCHEMA (version 3; version 2 lacked the quotas database, version 1
+ * also the IMAP fields and databases).  A version-2 environment is upgraded
+ * in place when it is opened (db_open): the quotas database is created and
+ * the version set to 3, in one write transaction; nothing else changed.
  * One environment in the data directory: data.mdb and lock.mdb.  Every record value in the databases below meta starts with
  * a version byte (1); integers in values are little-endian and fixed width;
  * "str" is a 16-bit little-endian length and that many bytes, no NUL.
@@ -55,6 +58,12 @@
  *              (the Sent copies submitd filed lately, so that imapd can
  *              answer a client's APPEND of the same message to Sent
  *              without a second copy; pruned after DB_SENTID_TTL)
+ *   quotas     key: user name (schema 3)
+ *              value: v1 u64 storage limit in bytes, 0 for unlimited
+ *              (the user's own limit from `mailctl user quota`; no record:
+ *              the user_quota default applies.  The usage is not stored:
+ *              it is the sum of the size fields of the user's mailboxes
+ *              records, kept by every add and expunge)
  *   cache      key: be64 file id
  *              value: v1 then three blobs, each u32 length and bytes: the
  *                     IMAP ENVELOPE, BODYSTRUCTURE and BODY of the file
@@ -78,7 +87,8 @@
 
 #include "db_internal.h"
 
-#define DB_SCHEMA_VERSION 2
+#define DB_SCHEMA_VERSION 3
+#define DB_SCHEMA_UPGRADABLE 2  /* an older version db_open upgrades in place */
 #define DB_MAPSIZE_DEFAULT ((size_t)64 << 20)
 #define DB_MAPSIZE_MIN ((size_t)128 << 10)
 /* Growth stops here: a mail index past this is a problem to look at. */
@@ -92,6 +102,7 @@
 static const struct {
     const char *name;
     unsigned flags;
+    uint32_t since;             /* schema version that added it (0: 2 or older) */
 } dbx_table[DBX_COUNT] = {
     [DBX_META] = {"meta", 0},           [DBX_USERS] = {"users", 0},
     [DBX_ADDRESSES] = {"addresses", 0}, [DBX_DOMAINS] = {"domains", 0},
@@ -100,7 +111,7 @@ static const struct {
     [DBX_MESSAGES] = {"messages", 0},   [DBX_FILES] = {"files", 0},
     [DBX_KEYWORDS] = {"keywords", 0},   [DBX_SUBSCRIPTIONS] = {"subscriptions", 0},
     [DBX_CACHE] = {"cache", 0},         [DBX_AUTHFAIL] = {"authfail", 0},
-    [DBX_SENTIDS] = {"sentids", 0},
+    [DBX_SENTIDS] = {"sentids", 0},     [DBX_QUOTAS] = {"quotas", 0, 3},
 };
 
 static size_t initial_mapsize;
@@ -638,6 +649,11 @@ int db_sync(struct db *db)
     return 0;
 }
 
+unsigned db_upgraded_from(const struct db *db)
+{
+    return db->upgraded_from;
+}
+
 unsigned db_resize_count(const struct db *db)
 {
     return db->resizes;
@@ -656,17 +672,37 @@ size_t db_map_size(const struct db *db)
 
 struct init_arg {
     int create;
+    int upgrade;                /* a write transaction that may upgrade */
+    int want_upgrade;           /* set by a read: the schema is older */
+    uint32_t upgraded_from;
 };
+
+/* Bring a version-2 environment to this version: the databases added
+ * since are created (the loop in db_init_txn did), then the version. */
+static int db_upgrade(struct db_txn *txn, struct init_arg *ia, uint32_t version)
+{
+    ia->upgraded_from = version;
+    return meta_put(txn, "version", DB_SCHEMA_VERSION);
+}
 
 static int db_init_txn(struct db_txn *txn, void *arg)
 {
-    const struct init_arg *ia = arg;
+    struct init_arg *ia = arg;
     uint32_t version;
     int rc;
 
+    ia->upgraded_from = 0;
     for (int i = 0; i < DBX_COUNT; i++) {
-        rc = mdb_dbi_open(txn->txn, dbx_table[i].name,
-                          dbx_table[i].flags | (ia->create ? MDB_CREATE : 0), &txn->db->dbi[i]);
+        unsigned flags = dbx_table[i].flags;
+
+        if (ia->create || (ia->upgrade && dbx_table[i].since > DB_SCHEMA_UPGRADABLE))
+            flags |= MDB_CREATE;
+        rc = mdb_dbi_open(txn->txn, dbx_table[i].name, flags, &txn->db->dbi[i]);
+        if (rc == MDB_NOTFOUND && dbx_table[i].since > DB_SCHEMA_UPGRADABLE) {
+            /* Missing in an older schema: the version check decides. */
+            txn->db->dbi[i] = 0;
+            continue;
+        }
         if (rc == MDB_NOTFOUND)
             return db_txn_fail(txn, "%s/data.mdb: no %s database: not a mailcore database",
                                txn->db->dir, dbx_table[i].name);
@@ -681,9 +717,20 @@ static int db_init_txn(struct db_txn *txn, void *arg)
                            txn->db->dir);
     if (rc != 0)
         return rc;
+    if (version == DB_SCHEMA_UPGRADABLE && (ia->create || ia->upgrade))
+        return db_upgrade(txn, ia, version);
+    if (version == DB_SCHEMA_UPGRADABLE) {
+        ia->want_upgrade = 1;
+        return db_txn_fail(txn, "%s/data.mdb: schema version %u needs an upgrade",
+                           txn->db->dir, version);
+    }
     if (version != DB_SCHEMA_VERSION)
         return db_txn_fail(txn, "%s/data.mdb: schema version %u, this program knows %u",
                            txn->db->dir, version, DB_SCHEMA_VERSION);
+    for (int i = 0; i < DBX_COUNT; i++)
+        if (dbx_table[i].since > DB_SCHEMA_UPGRADABLE && txn->db->dbi[i] == 0)
+            return db_txn_fail(txn, "%s/data.mdb: no %s database: not a mailcore database",
+                               txn->db->dir, dbx_table[i].name);
     return 0;
 }
 
@@ -793,7 +840,7 @@ struct db *db_open(const char *dir, int create, uid_t owner_uid, gid_t owner_gid
                    size_t errlen)
 {
     struct db *db;
-    struct init_arg ia = {create};
+    struct init_arg ia = {.create = create};
     size_t want = mapsize_wanted();
     int made_dir, rc, dead;
 
@@ -844,8 +891,14 @@ struct db *db_open(const char *dir, int create, uid_t owner_uid, gid_t owner_gid
     }
     rc = create ? db_write(db, db_init_txn, &ia, err, errlen)
                 : db_read(db, db_init_txn, &ia, err, errlen);
+    if (rc != 0 && ia.want_upgrade) {
+        ia.upgrade = 1;
+        rc = db_write(db, db_init_txn, &ia, err, errlen);
+    }
     if (rc != 0)
         goto fail;
+    if (ia.upgraded_from)
+        db->upgraded_from = ia.upgraded_from;
     return db;
 fail:
     mdb_env_close(db->env);

@@ -4,7 +4,7 @@
  * small LMDB wrappers that turn LMDB's codes into db.h's (0, DB_NOTFOUND,
  * DB_EXISTS, -1 with a message) and note MDB_MAP_FULL for db_write().
  *
- * Not a public header: nothing outside these three files includes it.  The
+ * Not a public header: nothing outside the db*.c files includes it.  The
  * schema itself (keys, values, versions) is described at the top of db.c.
  */
 #ifndef MAILCORE_DB_INTERNAL_H
@@ -32,6 +32,7 @@ enum dbx_dbi {
     DBX_CACHE,
     DBX_AUTHFAIL,
     DBX_SENTIDS,
+    DBX_QUOTAS,
     DBX_COUNT
 };
 
@@ -42,6 +43,7 @@ struct db {
     MDB_env *env;
     MDB_dbi dbi[DBX_COUNT];
     unsigned resizes;
+    unsigned upgraded_from; /* schema version db_open upgraded, or 0 */
     int unsynced;          /* lazy commits not yet fsync'd */
     char dir[];
 };
@@ -90,6 +92,8 @@ int dbx_mailbox_name_canon(const char *name, char out[DB_MBOX_NAME_MAX + 1]);
 int dbx_mailbox_purge(struct db_txn *txn, uint32_t id,
                       void (*file_dead)(uint64_t file_id, void *arg), void *arg);
 
+/* db_user_del's part in db_quota.c: the user's own limit, if any. */
+int dbx_quota_del_user(struct db_txn *txn, const char *user);
 int dbx_mailboxes_del_user(struct db_txn *txn, const char *user,
                            void (*file_dead)(uint64_t file_id, void *arg), void *arg);
 

@@ -496,7 +496,8 @@ int db_user_del(struct db_txn *txn, const char *name,
         return rc;
     if ((rc = dbx_del(txn, DBX_USERS, u.name, strlen(u.name))) != 0 ||
         (rc = dbx_scan(txn, DBX_ADDRESSES, NULL, 0, del_addr_fn, u.name)) != 0 ||
-        (rc = dbx_scan(txn, DBX_MEMBERS, NULL, 0, del_member_fn, u.name)) != 0)
+        (rc = dbx_scan(txn, DBX_MEMBERS, NULL, 0, del_member_fn, u.name)) != 0 ||
+        (rc = dbx_quota_del_user(txn, u.name)) != 0)
         return rc;
     return dbx_mailboxes_del_user(txn, u.name, file_dead, arg);
 }

@@ -145,6 +145,7 @@ static void open_store(struct service *svc)
     svc->store = store_open(svc->db, conf_str(svc->conf, "data_directory"), err, sizeof err);
     if (svc->store == NULL)
         log_fatal("%s", err);
+    store_set_quota_default(svc->store, conf_uint(svc->conf, "user_quota"));
 }
 
 int service_peer_addr(int fd, char *buf, size_t len)

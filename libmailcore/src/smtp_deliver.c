@@ -11,6 +11,15 @@
  * entries (staged by smtp_submit.c) join that commit: the store's one
  * syncfs() covers their files too (commit_batch).
  *
+ * Storage quota (quota.h): recipients over quota were refused at RCPT.
+ * At the commit a message whose recipients are all local is refused with
+ * 452 4.2.2 when it fits in no recipient's quota; when it fits for one of
+ * them (or some recipients are remote, or queued already) every recipient
+ * accepted at RCPT gets it, even if that takes one over its limit by this
+ * message: one 250 covers them all, and acknowledged mail is never lost.
+ * The next message for that user is refused at RCPT.  submitd's Sent copy
+ * is simply left out when it does not fit: the mail is still sent.
+ *
  * Log lines follow Postfix's, so that pflogsumm counts them:
  *	QID: from=<a@x>, size=N, nrcpt=M (queue active)
  *	QID: to=<b@y>, relay=local, delay=0.01, delays=0.01/0/0/0, dsn=2.0.0, status=sent (...)
@@ -257,7 +266,10 @@ static void log_delivered(struct smtp_session *s, uint64_t now)
                      "status=sent (delivered to %s's INBOX)", s->qid, s->rcpts[i].addr, total,
                      total, s->rcpts[i].user);
     }
-    if (s->sent_mailbox)
+    if (s->sent_mailbox && store_msg_overquota_in(s->msg, s->sent_mailbox))
+        log_warn("%s: no copy in %s's Sent: it would take the user over quota", s->qid,
+                 s->user);
+    else if (s->sent_mailbox)
         log_info("%s: to=<%s>, relay=local, delay=%.2g, delays=%.2g/0/0/0, dsn=2.0.0, "
                  "status=sent (copy in %s's Sent)", s->qid, s->from.addr, total, total,
                  s->user);
@@ -323,12 +335,18 @@ static void on_commit(struct ev_loop *ev, void *arg)
         for (size_t i = 0; i < n; i++) {
             struct smtp_session *s = batch[i];
             msgs[i] = s->msg;
+            enum store_quota q = STORE_QUOTA_KEEP;
+
             store_msg_set_internaldate(s->msg, time(NULL));
             for (size_t j = 0; j < s->nrcpts; j++)
+                if (s->rcpts[j].mailbox == 0)
+                    q = STORE_QUOTA_NONE;   /* queued for the relay already */
+            for (size_t j = 0; j < s->nrcpts; j++)
                 if (s->rcpts[j].mailbox)
-                    store_msg_add_rcpt(s->msg, s->rcpts[j].mailbox, 0);
+                    store_msg_add_rcpt_quota(s->msg, s->rcpts[j].mailbox, 0, q);
             if (s->sent_mailbox)
-                store_msg_add_rcpt(s->msg, s->sent_mailbox, DB_FLAG_SEEN);
+                store_msg_add_rcpt_quota(s->msg, s->sent_mailbox, DB_FLAG_SEEN,
+                                         STORE_QUOTA_SKIP);
         }
         r = commit_batch(srv, msgs, batch, n, err, sizeof err);
     }
@@ -341,7 +359,12 @@ static void on_commit(struct ev_loop *ev, void *arg)
     }
     for (size_t i = 0; i < n; i++) {
         struct smtp_session *s = batch[i];
-        if (r == 0) {
+        if (r == 0 && store_msg_overquota(s->msg)) {
+            log_refusal(s, SMTP_R_MAILBOX_FULL_DATA, "", "");
+            if (srv->policy.submission)
+                queue_remove(conf_str(srv->svc->conf, "queue_directory"), s->qid);
+            smtp_reply(s, SMTP_R_MAILBOX_FULL_DATA);
+        } else if (r == 0) {
             log_delivered(s, ev_now_ms(ev));
             /* As Postfix: the error limit counts errors without delivery. */
             s->errors = 0;

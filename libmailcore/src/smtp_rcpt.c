@@ -8,6 +8,10 @@
  * domain, an address literal, a source route, a quoted local part, and the
  * %- and !-hacks (user%other@local).  "postmaster" without a domain is
  * postmaster@email_domain (RFC 5321 4.5.1).
+ *
+ * A local user over the storage quota, or whom the SIZE= declared at MAIL
+ * would take over it, gets 452 4.2.2 here (quota.h): refusing at RCPT is
+ * how one recipient of several can be told no while the rest get the mail.
  */
 #include <stdio.h>
 #include <string.h>
@@ -15,6 +19,7 @@
 
 #include "mailcore/conf.h"
 #include "mailcore/db.h"
+#include "mailcore/quota.h"
 #include "mailcore/service.h"
 #include "smtp_internal.h"
 
@@ -22,8 +27,11 @@ struct lookup {
     const char *addr;       /* normalized */
     const char *domain;
     const char *email_domain;
+    uint64_t quota_default;
+    uint64_t declared;      /* MAIL FROM SIZE=, 0 when absent */
     int local;
     int found;
+    int full;               /* over quota, or would be with the declared size */
     struct smtp_rcpt *r;
 };
 
@@ -48,6 +56,13 @@ static int tx_lookup(struct db_txn *txn, void *arg)
         return r;
     l->r->mailbox = inbox.id;
     l->found = 1;
+    {
+        struct quota q;
+
+        if ((r = quota_get(txn, l->r->user, l->quota_default, &q)) != 0)
+            return r;
+        l->full = quota_is_over(&q) || quota_would_exceed(&q, l->declared);
+    }
     return 0;
 }
 
@@ -75,11 +90,15 @@ enum smtp_reply_id smtp_rcpt_check(struct smtp_session *s, const struct smtp_pat
     l.domain = at + 1;
     l.email_domain = conf_str(c, "email_domain");
     l.r = r;
+    l.quota_default = conf_uint(c, "user_quota");
+    l.declared = s->params.size;
     if (db_read(s->srv->svc->db, tx_lookup, &l, err, sizeof err) != 0) {
         log_warn("recipient lookup for <%s>: %s", addr, err);
         return SMTP_R_TEMP_LOOKUP;
     }
     if (!l.local)
         return s->srv->policy.local_recipients_only ? SMTP_R_RELAY_DENIED : SMTP_R_RCPT_OK;
-    return l.found ? SMTP_R_RCPT_OK : SMTP_R_USER_UNKNOWN;
+    if (!l.found)
+        return SMTP_R_USER_UNKNOWN;
+    return l.full ? SMTP_R_MAILBOX_FULL : SMTP_R_RCPT_OK;
 }

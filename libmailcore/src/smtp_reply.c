@@ -72,6 +72,12 @@ static const struct smtp_reply replies[SMTP_R_COUNT] = {
                              "User %s may not send mail: not a member of group %s (relay_acl)"},
     [SMTP_R_ATTACHMENT_REFUSED] = {550, "5.7.1",
                                    "Message refused: attachments of type %s are not allowed"},
+    /* Storage quota (quota.h): temporary, as Postfix and Dovecot's LMTP
+     * answer, so the sender retries once the user has made room. */
+    [SMTP_R_MAILBOX_FULL] = {452, "4.2.2", "<%s>: Recipient address rejected: Mailbox full"},
+    [SMTP_R_MAILBOX_FULL_DATA] = {452, "4.2.2",
+                                  "Mailbox full: the message does not fit in the quota of "
+                                  "any recipient"},
 };
 
 const struct smtp_reply *smtp_reply_get(enum smtp_reply_id id)

@@ -24,6 +24,7 @@
 
 #include "mailcore/db.h"
 #include "mailcore/mime.h"
+#include "mailcore/quota.h"
 #include "mailcore/store.h"
 
 #define ID_HEX 16
@@ -45,6 +46,7 @@ struct store {
     int chown; /* we are root: give what we make to the data dir's owner */
     uid_t uid;
     gid_t gid;
+    uint64_t quota_default; /* user_quota: bytes, 0 unlimited */
     char dir[];
 };
 
@@ -60,6 +62,8 @@ struct rcpt {
     uint32_t mailbox_id;
     uint32_t flags;
     uint32_t uid;
+    int quota;      /* enum store_quota */
+    int overquota;  /* left out at the last commit: it would not fit */
 };
 
 struct store_msg {
@@ -71,6 +75,7 @@ struct store_msg {
     uint64_t file_id;
     uint64_t size;
     time_t internaldate;
+    int overquota;   /* refused at the last commit: no copy fitted (quota.h) */
     char tmpname[ID_HEX + 1];
     struct rcpt *rcpts;
     size_t nrcpt, cap;
@@ -306,6 +311,12 @@ void store_msg_set_internaldate(struct store_msg *m, time_t when)
 
 int store_msg_add_rcpt(struct store_msg *m, uint32_t mailbox_id, uint32_t flags)
 {
+    return store_msg_add_rcpt_quota(m, mailbox_id, flags, STORE_QUOTA_NONE);
+}
+
+int store_msg_add_rcpt_quota(struct store_msg *m, uint32_t mailbox_id, uint32_t flags,
+                             enum store_quota quota)
+{
     for (size_t i = 0; i < m->nrcpt; i++)
         if (m->rcpts[i].mailbox_id == mailbox_id)
             return 0;
@@ -322,7 +333,7 @@ int store_msg_add_rcpt(struct store_msg *m, uint32_t mailbox_id, uint32_t flags)
         m->rcpts = r;
         m->cap = cap;
     }
-    m->rcpts[m->nrcpt++] = (struct rcpt){mailbox_id, flags, 0};
+    m->rcpts[m->nrcpt++] = (struct rcpt){mailbox_id, flags, 0, (int)quota, 0};
     return 0;
 }
 
@@ -344,6 +355,26 @@ uint32_t store_msg_uid_in(const struct store_msg *m, uint32_t mailbox_id)
         if (m->rcpts[i].mailbox_id == mailbox_id)
             return m->state == MSG_DONE ? m->rcpts[i].uid : 0;
     return 0;
+}
+
+int store_msg_overquota(const struct store_msg *m)
+{
+    return m->state == MSG_DONE && m->overquota;
+}
+
+int store_msg_overquota_in(const struct store_msg *m, uint32_t mailbox_id)
+{
+    if (m->state != MSG_DONE)
+        return 0;
+    for (size_t i = 0; i < m->nrcpt; i++)
+        if (m->rcpts[i].mailbox_id == mailbox_id)
+            return m->rcpts[i].overquota;
+    return 0;
+}
+
+void store_set_quota_default(struct store *s, uint64_t bytes)
+{
+    s->quota_default = bytes;
 }
 
 uint64_t store_msg_file_id(const struct store_msg *m)
@@ -553,6 +584,50 @@ static void cache_structure(struct store_msg *m)
     munmap(map, (size_t)m->size);
 }
 
+/*
+ * Quota (quota.h), decided in the commit's transaction so that racing
+ * deliveries cannot both slip under a limit: a STORE_QUOTA_SKIP copy that
+ * would take its user over is left out; the whole message is refused
+ * (m->overquota) when its copies are all STORE_QUOTA_KEEP and every one
+ * would go over.  A mailbox that has gone is left to commit_txn.
+ */
+static int quota_decide(struct db_txn *txn, struct store_msg *m)
+{
+    size_t keep = 0, keep_over = 0, other = 0;
+    struct db_mailbox mb;
+    int rc;
+
+    m->overquota = 0;
+    for (size_t j = 0; j < m->nrcpt; j++) {
+        struct rcpt *r = &m->rcpts[j];
+
+        r->overquota = 0;
+        if (r->quota == STORE_QUOTA_NONE) {
+            other++;
+            continue;
+        }
+        if ((rc = db_mailbox_by_id(txn, r->mailbox_id, &mb)) == DB_NOTFOUND)
+            continue;
+        if (rc != 0)
+            return rc;
+        rc = quota_check_add(txn, mb.user, m->s->quota_default, m->size);
+        if (rc != 0 && rc != QUOTA_OVER)
+            return rc;
+        if (r->quota == STORE_QUOTA_SKIP) {
+            r->overquota = rc == QUOTA_OVER;
+            continue;
+        }
+        keep++;
+        keep_over += rc == QUOTA_OVER;
+    }
+    if (keep > 0 && keep_over == keep && other == 0) {
+        m->overquota = 1;
+        for (size_t j = 0; j < m->nrcpt; j++)
+            m->rcpts[j].overquota = m->rcpts[j].quota != STORE_QUOTA_NONE;
+    }
+    return 0;
+}
+
 static int commit_txn(struct db_txn *txn, void *arg)
 {
     struct commit *c = arg;
@@ -565,8 +640,12 @@ static int commit_txn(struct db_txn *txn, void *arg)
         /* A mailbox can go between RCPT and commit (user deleted): skip it
          * rather than fail everyone else's delivery. */
         m->delivered = 0;
+        if ((rc = quota_decide(txn, m)) != 0)
+            return rc;
         for (size_t j = 0; j < m->nrcpt; j++) {
             m->rcpts[j].uid = 0;
+            if (m->rcpts[j].overquota)
+                continue;
             rc = db_mailbox_by_id(txn, m->rcpts[j].mailbox_id, &mb);
             if (rc == 0)
                 m->delivered++;
@@ -589,6 +668,8 @@ static int commit_txn(struct db_txn *txn, void *arg)
                                     .file_id = m->file_id,
                                     .internaldate = (int64_t)m->internaldate};
 
+            if (m->rcpts[j].overquota)
+                continue;
             rc = db_message_add(txn, m->rcpts[j].mailbox_id, &dm);
             if (rc == DB_NOTFOUND)
                 continue;

@@ -13,6 +13,7 @@
  *	mboxids    mailbox id (big-endian) -> user NUL mailbox name
  *	messages   mailbox id, uid (big-endian) -> message record
  *	files      file id (big-endian) -> reference count, size
+ *	quotas     user name -> the user's own storage limit (db_quota.c)
  *
  * Transactions are run through db_read()/db_write(), which take a function:
  * on MDB_MAP_FULL the write is aborted, the map grown (doubled, like
@@ -127,6 +128,9 @@ const char *db_txn_error(const struct db_txn *txn);
 /* Record an error message for the caller; returns -1. */
 int db_txn_fail(struct db_txn *txn, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The schema version db_open() found and upgraded in place (2), or 0 when
+ * the environment was already current. */
+unsigned db_upgraded_from(const struct db *db);
 /* Number of map resizes done by this handle (for tests). */
 unsigned db_resize_count(const struct db *db);
 size_t db_map_size(const struct db *db);
@@ -271,6 +275,20 @@ int db_authfail_note(struct db_txn *txn, const char *addr, uint64_t now, uint64_
                      uint32_t *count);
 int db_authfail_get(struct db_txn *txn, const char *addr, uint32_t *count);
 int db_authfail_clear(struct db_txn *txn, const char *addr);
+
+/*
+ * Storage quota (db_quota.c; policy and arithmetic in quota.h).  A user's
+ * own limit overrides the user_quota default: quota_set stores it (bytes,
+ * 0 for unlimited), quota_clear returns the user to the default (0 also
+ * when there was nothing to clear), both DB_NOTFOUND for an unknown user.
+ * quota_get: 0 with the user's own limit, DB_NOTFOUND when the default
+ * applies.  usage: the sum of the sizes of all of the user's mailboxes
+ * (0 for an unknown user).
+ */
+int db_quota_set(struct db_txn *txn, const char *user, uint64_t limit);
+int db_quota_clear(struct db_txn *txn, const char *user);
+int db_quota_get(struct db_txn *txn, const char *user, uint64_t *limit);
+int db_quota_usage(struct db_txn *txn, const char *user, uint64_t *bytes);
 
 /* Sent copies filed by submitd, by Message-ID (see sentids in db.c). */
 #define DB_SENTID_TTL 900

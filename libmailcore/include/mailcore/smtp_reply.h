@@ -66,6 +66,8 @@ enum smtp_reply_id {
     SMTP_R_FROM_NOT_OWNED,      /* 553 5.7.1 From: <%s> ... %s */
     SMTP_R_MAY_NOT_SEND,        /* 550 5.7.1 %s ... %s */
     SMTP_R_ATTACHMENT_REFUSED,  /* 550 5.7.1 %s */
+    SMTP_R_MAILBOX_FULL,        /* 452 4.2.2 <%s>: ... Mailbox full (RCPT; quota.h) */
+    SMTP_R_MAILBOX_FULL_DATA,   /* 452 4.2.2 Mailbox full (end of data: every recipient) */
     SMTP_R_COUNT
 };
 

@@ -56,6 +56,25 @@ void store_msg_set_internaldate(struct store_msg *m, time_t when);
  * twice gets one copy.  0, or -1 past STORE_RCPT_MAX. */
 int store_msg_add_rcpt(struct store_msg *m, uint32_t mailbox_id, uint32_t flags);
 size_t store_msg_nrcpt(const struct store_msg *m);
+/*
+ * Storage quota at commit (quota.h), per recipient mailbox:
+ *	NONE  never checked (store_msg_add_rcpt);
+ *	KEEP  counted: the message is refused (store_msg_overquota) when all
+ *	      its recipients are KEEP and each would go over its user's limit;
+ *	      otherwise every KEEP recipient gets it, over or not (a delivery
+ *	      accepted at RCPT, or with other recipients, is never lost);
+ *	SKIP  left out alone when it would go over (submitd's Sent copy).
+ * The limit is the user's own or store_set_quota_default()'s.  A refused
+ * message or a left-out copy is not an error: store_commit() returns 0.
+ */
+enum store_quota { STORE_QUOTA_NONE, STORE_QUOTA_KEEP, STORE_QUOTA_SKIP };
+int store_msg_add_rcpt_quota(struct store_msg *m, uint32_t mailbox_id, uint32_t flags,
+                             enum store_quota quota);
+void store_set_quota_default(struct store *s, uint64_t bytes);   /* user_quota; 0 unlimited */
+/* After a commit: 1 when the message was refused for quota (no copy was
+ * filed anywhere); 1 when the copy for mailbox_id was left out for quota. */
+int store_msg_overquota(const struct store_msg *m);
+int store_msg_overquota_in(const struct store_msg *m, uint32_t mailbox_id);
 /* Remember, in the commit, that the copy in mailbox_id (the user's Sent)
  * has this Message-ID (db_sentid_put), for imapd's APPEND to Sent. */
 void store_msg_note_sent(struct store_msg *m, const char *user, const char *msgid,
