@@ -249,6 +249,7 @@ void cmd_authenticate(struct imap_session *s, int uid, const struct imap_arg *ar
 void cmd_enable(struct imap_session *s, int uid, const struct imap_arg *args, size_t nargs)
 {
     char enabled[128] = "";
+    const char *name;
 
     (void)uid;
     for (size_t i = 0; i < nargs; i++) {
@@ -259,6 +260,9 @@ void cmd_enable(struct imap_session *s, int uid, const struct imap_arg *args, si
             if (s->view)
                 s->view->rev2 = 1;
             strncat(enabled, " IMAP4rev2", sizeof enabled - strlen(enabled) - 1);
+        } else if ((name = condstore_enable(s, args[i].s)) != NULL) {
+            strncat(enabled, " ", sizeof enabled - strlen(enabled) - 1);
+            strncat(enabled, name, sizeof enabled - strlen(enabled) - 1);
         }
         /* UTF8=ACCEPT is not advertised, so it is not enabled either. */
     }

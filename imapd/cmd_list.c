@@ -374,6 +374,8 @@ void cmd_status(struct imap_session *s, int uid, const struct imap_arg *args, si
             imap_command_done(s);
             return;
         }
+        if (strcasecmp(args[1].list[i].s, "HIGHESTMODSEQ") == 0)
+            s->condstore = 1;           /* a CONDSTORE-enabling command (RFC 7162 3.1) */
     }
     if (db_read(s->srv->svc->db, tx_get_mb, &g, err, sizeof err) != 0 ||
         (g.mb.special & DB_SPECIAL_NOSELECT)) {

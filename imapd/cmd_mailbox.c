@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "imap_modifiers.h"
 #include "imapd.h"
 #include "mailcore/conn.h"
 #include "mailcore/service.h"
@@ -67,6 +68,7 @@ static void select_mailbox(struct imap_session *s, const struct imap_arg *args, 
     char name[DB_MBOX_NAME_MAX + 1], err[256];
     struct view *v;
     size_t unseen = 0, recent = 0;
+    struct imap_select_params params;
 
     if (s->view) {
         view_free(s->view);
@@ -83,8 +85,11 @@ static void select_mailbox(struct imap_session *s, const struct imap_arg *args, 
         bad_name(s);
         return;
     }
+    if (condstore_select_params(s, nargs == 2 ? &args[1] : NULL, &params) < 0)
+        return;
     v = view_open(s, name, readonly, err, sizeof err);
     if (v == NULL) {
+        imap_select_params_free(&params);
         imap_tagged(s, "NO", "[NONEXISTENT] Mailbox doesn't exist: %s", name);
         imap_command_done(s);
         return;
@@ -106,6 +111,7 @@ static void select_mailbox(struct imap_session *s, const struct imap_arg *args, 
     imap_untagged(s, "OK [UIDVALIDITY %u] UIDs valid", v->uidvalidity);
     imap_untagged(s, "OK [UIDNEXT %u] Predicted next UID", v->uidnext);
     imap_untagged(s, "OK [HIGHESTMODSEQ %llu] Highest", (unsigned long long)v->highestmodseq);
+    condstore_select_done(s, &params);
     imap_tagged(s, "OK", "[%s] %s completed", readonly ? "READ-ONLY" : "READ-WRITE",
                 readonly ? "Examine" : "Select");
     imap_command_done(s);

@@ -1,6 +1,7 @@
 /*
- * cmd_message.c - commands on the messages of the selected mailbox: STORE,
- * COPY, MOVE (RFC 6851), EXPUNGE, UID EXPUNGE (UIDPLUS), CLOSE, UNSELECT.
+ * cmd_message.c - commands on the messages of the selected mailbox: STORE
+ * (with RFC 7162's UNCHANGEDSINCE), COPY, MOVE (RFC 6851), EXPUNGE, UID
+ * EXPUNGE (UIDPLUS), CLOSE, UNSELECT.
  *
  * Every change is one LMDB write transaction; then the session's view is
  * synced (so it announces the change like any other) and the other imapd
@@ -11,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "imap_modifiers.h"
 #include "imapd.h"
 #include "mailcore/conf.h"
 #include "mailcore/conn.h"
@@ -48,7 +50,22 @@ struct store_op {
     uint32_t *newflags;                 /* per message, after the STORE */
     uint64_t *newkw;
     uint64_t *newmodseq;
+    int conditional;                    /* UNCHANGEDSINCE given (RFC 7162 3.1.3) */
+    uint64_t unchangedsince;
+    unsigned char *modified;            /* per message: failed that test */
 };
+
+/* UNCHANGEDSINCE: *modified when the message, as the index has it now,
+ * changed since.  0, DB_NOTFOUND (gone) or -1. */
+static int modified_since(struct db_txn *txn, const struct store_op *o, uint32_t uid,
+                          unsigned char *modified)
+{
+    struct db_message now;
+    int rc = db_message_get(txn, o->v->mailbox_id, uid, &now);
+
+    *modified = rc == 0 && now.modseq > o->unchangedsince;
+    return rc;
+}
 
 static int tx_store(struct db_txn *txn, void *arg)
 {
@@ -87,6 +104,15 @@ static int tx_store(struct db_txn *txn, void *arg)
         o->newflags[i] = f;
         o->newkw[i] = kw;
         o->newmodseq[i] = m->modseq;
+        if (o->conditional) {
+            rc = modified_since(txn, o, m->uid, &o->modified[i]);
+            if (rc != 0 && rc != DB_NOTFOUND)
+                return rc;
+            if (rc == DB_NOTFOUND || o->modified[i]) {
+                o->newmodseq[i] = 0;    /* not stored: no FETCH */
+                continue;
+            }
+        }
         if (f == m->flags && kw == m->keywords)
             continue;
         rc = db_message_update(txn, o->v->mailbox_id, m->uid, f, kw, &o->newmodseq[i]);
@@ -98,38 +124,108 @@ static int tx_store(struct db_txn *txn, void *arg)
     return 0;
 }
 
+static int store_bad(struct imap_session *s, struct imap_seqset *set, const char *why)
+{
+    imap_seqset_free(set);
+    imap_tagged(s, "BAD", "%s", why);
+    imap_command_done(s);
+    return -1;
+}
+
+/* set [(UNCHANGEDSINCE n)] item flags: 0, or -1 after the reply. */
+static int store_args(struct imap_session *s, int uid, const struct imap_arg *args, size_t nargs,
+                      struct store_op *o, struct imap_seqset *set, int *silent)
+{
+    const char *item, *why = "Invalid STORE modifier";
+    size_t a = 1;
+
+    if (nargs < 3) {
+        imap_tagged(s, "BAD", "Syntax: STORE set [(UNCHANGEDSINCE n)] item flags");
+        imap_command_done(s);
+        return -1;
+    }
+    if (parse_set(s, &args[0], uid, set) < 0)
+        return -1;
+    if (args[1].type == IMAP_ARG_LIST) {
+        if (imap_store_mods_parse(&args[1], &o->unchangedsince, &why) < 0 || nargs < 4)
+            return store_bad(s, set, why);
+        o->conditional = s->condstore = 1;     /* a CONDSTORE-enabling command */
+        a = 2;
+    }
+    item = args[a].type == IMAP_ARG_ATOM ? args[a].s : "";
+    o->mode = item[0] == '+' ? 1 : item[0] == '-' ? -1 : 0;
+    item += o->mode != 0;
+    *silent = strcasecmp(item, "FLAGS.SILENT") == 0;
+    if ((!*silent && strcasecmp(item, "FLAGS") != 0) ||
+        imap_flags_parse(&args[a + 1], &o->flags) < 0)
+        return store_bad(s, set, "Invalid STORE item or flags");
+    if (s->view->readonly) {
+        imap_seqset_free(set);
+        imap_tagged(s, "NO", "[READ-ONLY] Mailbox is read-only");
+        imap_command_done(s);
+        return -1;
+    }
+    return 0;
+}
+
+/* Our own change: the view takes it now (so that a sync reports only
+ * other sessions' changes) and the client hears it: FETCH FLAGS unless
+ * .SILENT; with CONDSTORE UID and MODSEQ too, even when .SILENT (RFC
+ * 7162 3.1.3). */
+static void store_report(struct imap_session *s, int uid, const struct store_op *o, int silent)
+{
+    char text[DB_KEYWORDS_MAX * (DB_KEYWORD_LEN + 1) + 64];
+
+    for (size_t i = 0; i < o->n; i++) {
+        struct view_msg *m = &s->view->msgs[o->idx[i]];
+        if (o->newmodseq[i] == 0)
+            continue;
+        m->flags = o->newflags[i];
+        m->keywords = o->newkw[i];
+        m->modseq = o->newmodseq[i];
+        if (s->condstore) {
+            condstore_fetch_line(s, o->idx[i] + 1, m, !silent);
+            continue;
+        }
+        if (silent)
+            continue;
+        view_flags_text(s->view, m, text, sizeof text);
+        if (uid)
+            imap_untagged(s, "%zu FETCH (UID %u FLAGS (%s))", o->idx[i] + 1, m->uid, text);
+        else
+            imap_untagged(s, "%zu FETCH (FLAGS (%s))", o->idx[i] + 1, text);
+    }
+}
+
+/* The messages that failed UNCHANGEDSINCE, as uids or sequence numbers. */
+static uint32_t *store_modified(const struct imap_session *s, int uid, const struct store_op *o,
+                                size_t *n)
+{
+    uint32_t *out = malloc((o->n + 1) * sizeof *out);
+
+    *n = 0;
+    for (size_t i = 0; out && i < o->n; i++)
+        if (o->modified[i])
+            out[(*n)++] = uid ? s->view->msgs[o->idx[i]].uid : (uint32_t)(o->idx[i] + 1);
+    return out;
+}
+
+static void store_free(struct store_op *o)
+{
+    free(o->idx), free(o->newflags), free(o->newkw), free(o->newmodseq), free(o->modified);
+}
+
 void cmd_store(struct imap_session *s, int uid, const struct imap_arg *args, size_t nargs)
 {
     struct store_op o = {.v = s->view};
     struct imap_seqset set;
-    const char *item;
     int silent;
     char err[256];
+    uint32_t *failed;
+    size_t nfailed;
 
-    if (nargs < 3 || parse_set(s, &args[0], uid, &set) < 0) {
-        if (nargs < 3) {
-            imap_tagged(s, "BAD", "Syntax: STORE set item flags");
-            imap_command_done(s);
-        }
+    if (store_args(s, uid, args, nargs, &o, &set, &silent) < 0)
         return;
-    }
-    item = args[1].type == IMAP_ARG_ATOM ? args[1].s : "";
-    o.mode = item[0] == '+' ? 1 : item[0] == '-' ? -1 : 0;
-    item += o.mode != 0;
-    silent = strcasecmp(item, "FLAGS.SILENT") == 0;
-    if ((!silent && strcasecmp(item, "FLAGS") != 0) ||
-        imap_flags_parse(nargs == 3 ? &args[2] : &args[2], &o.flags) < 0) {
-        imap_seqset_free(&set);
-        imap_tagged(s, "BAD", "Invalid STORE item or flags");
-        imap_command_done(s);
-        return;
-    }
-    if (s->view->readonly) {
-        imap_seqset_free(&set);
-        imap_tagged(s, "NO", "[READ-ONLY] Mailbox is read-only");
-        imap_command_done(s);
-        return;
-    }
     o.sysbits = view_db_flags(o.flags.system);
     o.idx = view_resolve(s->view, &set, uid, &o.n);
     imap_seqset_free(&set);
@@ -137,38 +233,26 @@ void cmd_store(struct imap_session *s, int uid, const struct imap_arg *args, siz
     o.newflags = calloc(o.n + 1, sizeof *o.newflags);
     o.newkw = calloc(o.n + 1, sizeof *o.newkw);
     o.newmodseq = calloc(o.n + 1, sizeof *o.newmodseq);
-    if (!o.newflags || !o.newkw || !o.newmodseq ||
+    o.modified = calloc(o.n + 1, sizeof *o.modified);
+    if (!o.newflags || !o.newkw || !o.newmodseq || !o.modified ||
         db_write_lazy(s->srv->svc->db, tx_store, &o, err, sizeof err) != 0) {
-        free(o.idx), free(o.newflags), free(o.newkw), free(o.newmodseq);
-        imap_tagged(s, "NO", "[SERVERBUG] %s", o.newflags ? err : "out of memory");
+        imap_tagged(s, "NO", "[SERVERBUG] %s", o.modified ? err : "out of memory");
+        store_free(&o);
         imap_command_done(s);
         return;
     }
     notify_mailbox(s->srv, s->view->mailbox_id);
     if (s->view->keywords_used != kw_before)
         view_announce_flags(s);         /* a new keyword: FLAGS grew */
-    /* Our own change: the view takes it now (so the sync below reports only
-     * other sessions' changes) and, unless .SILENT, the client hears it. */
-    for (size_t i = 0; i < o.n; i++) {
-        struct view_msg *m = &s->view->msgs[o.idx[i]];
-        char text[DB_KEYWORDS_MAX * (DB_KEYWORD_LEN + 1) + 64];
-        if (o.newmodseq[i] == 0)
-            continue;
-        m->flags = o.newflags[i];
-        m->keywords = o.newkw[i];
-        m->modseq = o.newmodseq[i];
-        if (silent)
-            continue;
-        view_flags_text(s->view, m, text, sizeof text);
-        if (uid)
-            imap_untagged(s, "%zu FETCH (UID %u FLAGS (%s))", o.idx[i] + 1, m->uid, text);
-        else
-            imap_untagged(s, "%zu FETCH (FLAGS (%s))", o.idx[i] + 1, text);
-    }
-    free(o.idx), free(o.newflags), free(o.newkw), free(o.newmodseq);
-    if (view_sync(s, uid) < 0)
+    store_report(s, uid, &o, silent);
+    failed = store_modified(s, uid, &o, &nfailed);  /* before a sync renumbers */
+    store_free(&o);
+    if (view_sync(s, uid) < 0) {
+        free(failed);
         return;
-    imap_tagged(s, "OK", "Store completed");
+    }
+    condstore_store_done(s, failed, nfailed);
+    free(failed);
     imap_command_done(s);
 }
 

@@ -299,7 +299,7 @@ static int tx_search(struct db_txn *txn, void *arg)
 }
 
 void search_report(struct imap_session *s, int uid, const uint32_t *hits, size_t n,
-                   unsigned ret, int esearch)
+                   unsigned ret, int esearch, uint64_t modseq)
 {
     enum { R_MIN = 1, R_MAX = 2, R_COUNT = 4, R_ALL = 8 };
 
@@ -307,6 +307,8 @@ void search_report(struct imap_session *s, int uid, const uint32_t *hits, size_t
         conn_printf(s->conn, "* SEARCH");
         for (size_t i = 0; i < n; i++)
             conn_printf(s->conn, " %u", hits[i]);
+        if (n && modseq)
+            conn_printf(s->conn, " (MODSEQ %llu)", (unsigned long long)modseq);
         conn_printf(s->conn, "\r\n");
         return;
     }
@@ -331,6 +333,8 @@ void search_report(struct imap_session *s, int uid, const uint32_t *hits, size_t
             i = j;
         }
     }
+    if (n && modseq)
+        conn_printf(s->conn, " MODSEQ %llu", (unsigned long long)modseq);
     conn_printf(s->conn, "\r\n");
 }
 
@@ -365,6 +369,7 @@ void cmd_search(struct imap_session *s, int uid, const struct imap_arg *args, si
     uint32_t *hits;
     unsigned ret = 0;
     int esearch = 0;
+    uint64_t modseq;
     const char *why = "Invalid search";
 
     if (i + 1 < nargs && args[i].type == IMAP_ARG_ATOM && strcasecmp(args[i].s, "RETURN") == 0 &&
@@ -397,6 +402,7 @@ void cmd_search(struct imap_session *s, int uid, const struct imap_arg *args, si
     }
     idx = search_run(s, root, &nhits);
     hits = calloc(nhits ? nhits : 1, sizeof *hits);
+    modseq = idx ? condstore_search_modseq(s, root, idx, nhits) : 0;
     imap_search_free(root);
     if (idx == NULL || hits == NULL) {
         free(idx), free(hits);
@@ -406,7 +412,7 @@ void cmd_search(struct imap_session *s, int uid, const struct imap_arg *args, si
     }
     for (size_t k = 0; k < nhits; k++)
         hits[k] = uid ? v->msgs[idx[k]].uid : (uint32_t)(idx[k] + 1);
-    search_report(s, uid, hits, nhits, ret, esearch);
+    search_report(s, uid, hits, nhits, ret, esearch, modseq);
     free(idx);
     free(hits);
     if (view_sync(s, uid) < 0)

@@ -457,7 +457,7 @@ void cmd_sort(struct imap_session *s, int uid, const struct imap_arg *args, size
         for (size_t k = 0; k < run.n; k++)
             out[k] = run.recs[k].out;
         if (esort) {
-            search_report(s, uid, out, run.n, ret, 1);
+            search_report(s, uid, out, run.n, ret, 1, 0);
         } else {
             conn_printf(s->conn, "* SORT");
             for (size_t k = 0; k < run.n; k++)

@@ -13,7 +13,9 @@
  * that need its bytes, or to fill the cache (once per file) when a message
  * has no entry yet.  A
  * non-PEEK body fetch sets \Seen first (not in EXAMINE), and that message's
- * response then carries FLAGS.
+ * response then carries FLAGS.  CONDSTORE's (CHANGEDSINCE n) skips the
+ * messages whose modseq in the index is not above n; QRESYNC's VANISHED
+ * modifier sends VANISHED (EARLIER) first (condstore.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +23,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "imap_modifiers.h"
 #include "imapd.h"
 #include "mailcore/conn.h"
 #include "mailcore/service.h"
@@ -40,6 +43,7 @@ struct fetch_job {
     struct imap_fetch_atts atts;
     int uid;
     int with_flags;                     /* \Seen set by this FETCH: show FLAGS */
+    uint64_t changedsince;              /* CHANGEDSINCE (RFC 7162): only newer, 0: all */
     /* The message being sent. */
     int active;
     struct msgfile file;
@@ -101,6 +105,7 @@ static void literal_buf(struct fetch_job *j, const char *p, size_t len)
 struct msg_read {
     uint32_t mbox, uid;
     int want_cache;
+    uint64_t changedsince;
     struct db_message dm;
     struct fetch_job *j;
     int cached;
@@ -112,8 +117,12 @@ static int tx_msg_read(struct db_txn *txn, void *arg)
     struct db_cache c;
     int rc;
 
-    if ((rc = db_message_get(txn, r->mbox, r->uid, &r->dm)) != 0 || !r->want_cache)
+    if ((rc = db_message_get(txn, r->mbox, r->uid, &r->dm)) != 0)
         return rc;
+    if (r->changedsince && r->dm.modseq <= r->changedsince)
+        return DB_NOTFOUND;             /* unchanged: not sent */
+    if (!r->want_cache)
+        return 0;
     rc = db_cache_get(txn, r->dm.file_id, &c);
     if (rc == DB_NOTFOUND)
         return 0;
@@ -237,7 +246,8 @@ static int load_message(struct imap_session *s, struct fetch_job *j, struct msg_
     char err[256];
 
     *r = (struct msg_read){.mbox = s->view->mailbox_id,
-                           .uid = s->view->msgs[j->idx[j->pos]].uid, .j = j};
+                           .uid = s->view->msgs[j->idx[j->pos]].uid, .j = j,
+                           .changedsince = j->changedsince};
     for (size_t k = 0; k < j->atts.n; k++) {
         want_bytes |= needs_bytes(j->atts.a[k].kind);
         r->want_cache |= needs_structure(j->atts.a[k].kind);
@@ -246,7 +256,7 @@ static int load_message(struct imap_session *s, struct fetch_job *j, struct msg_
     mime_buf_reset(&j->bs);
     mime_buf_reset(&j->body);
     if (db_read(s->srv->svc->db, tx_msg_read, r, err, sizeof err) != 0)
-        return -1;                      /* expunged meanwhile: skip it */
+        return -1;                      /* expunged meanwhile, or unchanged: skip it */
     *mime = NULL;
     if ((want_bytes || (r->want_cache && !r->cached)) &&
         msgfile_load(&j->file, s->srv->svc->store, r->dm.file_id, 0) == 0)
@@ -254,6 +264,39 @@ static int load_message(struct imap_session *s, struct fetch_job *j, struct msg_
     if (r->want_cache && !r->cached)
         fill_structure(s, r, *mime);
     return 0;
+}
+
+/* Items the client did not name: FLAGS after an implicit \Seen, with
+ * CONDSTORE also UID and MODSEQ then (RFC 7162 3.1), and MODSEQ for
+ * CHANGEDSINCE (3.1.4.1). */
+static void implied_items(struct imap_session *s, struct fetch_job *j, const struct view_msg *vm,
+                          uint64_t modseq, int first)
+{
+    int flags = j->with_flags, uid = j->with_flags && s->condstore && !j->uid;
+    int mod = j->changedsince || (j->with_flags && s->condstore);
+    char buf[DB_KEYWORDS_MAX * (DB_KEYWORD_LEN + 1) + 64];
+
+    for (size_t k = 0; k < j->atts.n; k++) {
+        flags &= j->atts.a[k].kind != IMAP_FETCH_FLAGS;
+        uid &= j->atts.a[k].kind != IMAP_FETCH_UID;
+        mod &= j->atts.a[k].kind != IMAP_FETCH_MODSEQ;
+    }
+    if (uid) {
+        snprintf(buf, sizeof buf, "%sUID %u", first ? "" : " ", vm->uid);
+        mime_buf_adds(&j->text, buf);
+        first = 0;
+    }
+    if (flags) {
+        mime_buf_adds(&j->text, first ? "FLAGS (" : " FLAGS (");
+        view_flags_text(s->view, vm, buf, sizeof buf);
+        mime_buf_adds(&j->text, buf);
+        mime_buf_addc(&j->text, ')');
+        first = 0;
+    }
+    if (mod) {
+        snprintf(buf, sizeof buf, "%sMODSEQ (%llu)", first ? "" : " ", (unsigned long long)modseq);
+        mime_buf_adds(&j->text, buf);
+    }
 }
 
 /* Build the segments of the job's current message. */
@@ -366,19 +409,8 @@ static int prepare(struct imap_session *s, struct fetch_job *j)
             break;
         }
     }
-    if (j->with_flags) {
-        int has = 0;
-        for (size_t k = 0; k < j->atts.n; k++)
-            has |= j->atts.a[k].kind == IMAP_FETCH_FLAGS;
-        if (!has) {
-            SEP();
-            mime_buf_adds(&j->text, "FLAGS (");
-            view_flags_text(s->view, vm, buf, sizeof buf);
-            mime_buf_adds(&j->text, buf);
-            mime_buf_addc(&j->text, ')');
-        }
-    }
 #undef SEP
+    implied_items(s, j, vm, rd.dm.modseq, first);
     mime_buf_adds(&j->text, ")\r\n");
     flush_text(j);
     mime_free(mime);
@@ -478,19 +510,41 @@ static int sets_seen(const struct imap_fetch_atts *atts)
     return 0;
 }
 
+/* (CHANGEDSINCE n [VANISHED]): VANISHED only in UID FETCH with QRESYNC
+ * enabled and CHANGEDSINCE (RFC 7162 3.2.6).  -1 after a BAD reply. */
+static int fetch_mods(struct imap_session *s, int uid, const struct imap_arg *arg,
+                      struct imap_fetch_mods *mods)
+{
+    const char *why = "Invalid FETCH modifiers";
+
+    if (imap_fetch_mods_parse(arg, mods, &why) == 0) {
+        if (!mods->vanished || (uid && s->qresync && mods->changedsince)) {
+            s->condstore |= mods->changedsince;
+            return 0;
+        }
+        why = "VANISHED needs UID FETCH, QRESYNC enabled and CHANGEDSINCE";
+    }
+    imap_tagged(s, "BAD", "%s", why);
+    imap_command_done(s);
+    return -1;
+}
+
 void cmd_fetch(struct imap_session *s, int uid, const struct imap_arg *args, size_t nargs)
 {
     struct fetch_job *j;
     struct imap_seqset set;
     const char *why = "Invalid fetch attributes";
     char err[256];
+    struct imap_fetch_mods mods = {0};
 
-    /* No FETCH modifiers (CONDSTORE's CHANGEDSINCE) yet: a third argument
-     * is a syntax error. */
-    if (nargs != 2 || args[0].type != IMAP_ARG_ATOM ||
+    if (nargs < 2 || nargs > 3 || args[0].type != IMAP_ARG_ATOM ||
         imap_seqset_parse(args[0].s, args[0].len, &set) < 0) {
-        imap_tagged(s, "BAD", "Syntax: FETCH set attributes");
+        imap_tagged(s, "BAD", "Syntax: FETCH set attributes [(modifiers)]");
         imap_command_done(s);
+        return;
+    }
+    if (nargs == 3 && fetch_mods(s, uid, &args[2], &mods) < 0) {
+        imap_seqset_free(&set);
         return;
     }
     if (!uid && !view_seqset_valid(s->view, &set)) {
@@ -509,6 +563,11 @@ void cmd_fetch(struct imap_session *s, int uid, const struct imap_arg *args, siz
         return;
     }
     j->uid = uid;
+    j->changedsince = mods.modseq;
+    for (size_t i = 0; i < j->atts.n; i++)
+        s->condstore |= j->atts.a[i].kind == IMAP_FETCH_MODSEQ;   /* RFC 7162 3.1 */
+    if (mods.vanished)
+        condstore_vanished_earlier(s, &set);
     mime_buf_init(&j->text, 0);
     mime_buf_init(&j->env, 0);
     mime_buf_init(&j->bs, 0);

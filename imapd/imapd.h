@@ -13,6 +13,7 @@
  *	append.c      APPEND, its literal streamed into the store
  *	view.c        the selected mailbox: sequence numbers, flags, sync with LMDB
  *	notify.c      mailbox-change datagrams between processes; IDLE
+ *	condstore.c   CONDSTORE and QRESYNC (RFC 7162): ENABLE, SELECT's resync, VANISHED
  */
 #ifndef IMAPD_H
 #define IMAPD_H
@@ -110,7 +111,8 @@ struct imap_session {
     char tag[IMAP_TAG_MAX + 1];         /* of the running command */
     char user[DB_NAME_MAX + 1];
     int tls_required_hint;
-    int rev2, utf8, condstore;          /* ENABLEd */
+    int rev2, utf8, condstore;          /* ENABLEd (condstore: or used, RFC 7162 3.1) */
+    int qresync;                        /* ENABLEd: VANISHED instead of EXPUNGE */
     struct view *view;
     struct fetch_job *fetch;
     struct append_job *append;
@@ -187,10 +189,11 @@ int imap_quota_fits(struct imap_session *s, uint64_t add);  /* 1, or 0: over quo
 /* cmd_search.c, for cmd_sort.c: the view indexes of the messages root
  * matches, ascending, count in *n (NULL: out of memory); and the answer
  * SEARCH gives (ESEARCH when esearch, ret: RETURN bits MIN 1 MAX 2
- * COUNT 4 ALL 8, 0 for ALL; MIN and MAX are hits[0] and hits[n - 1]). */
+ * COUNT 4 ALL 8, 0 for ALL; MIN and MAX are hits[0] and hits[n - 1];
+ * modseq not 0: RFC 7162's MODSEQ of the hits, when there are any). */
 size_t *search_run(struct imap_session *s, const struct imap_search_key *root, size_t *n);
 void search_report(struct imap_session *s, int uid, const uint32_t *hits, size_t n,
-                   unsigned ret, int esearch);
+                   unsigned ret, int esearch, uint64_t modseq);
 void imap_auth_line(struct imap_session *s, const char *line, size_t len);
 void fetch_continue(struct imap_session *s);       /* after output drained */
 void fetch_job_free(struct fetch_job *job);
@@ -231,6 +234,32 @@ int view_is_recent(const struct view *v, const struct view_msg *m);
 uint32_t view_db_flags(unsigned imap_flags);
 /* The FLAGS / PERMANENTFLAGS lines (keywords included). */
 void view_announce_flags(struct imap_session *s);
+
+/* condstore.c (RFC 7162).  condstore_enable: ENABLE of name, the word for
+ * ENABLED when it was newly enabled, else NULL. */
+struct imap_select_params;
+const char *condstore_enable(struct imap_session *s, const char *name);
+/* SELECT's parameter list (arg NULL: none) into *p; -1 after a BAD reply. */
+int condstore_select_params(struct imap_session *s, const struct imap_arg *arg,
+                            struct imap_select_params *p);
+/* After SELECT's untagged responses: QRESYNC's VANISHED (EARLIER) and
+ * FETCHes; frees *p. */
+void condstore_select_done(struct imap_session *s, struct imap_select_params *p);
+/* "* VANISHED (EARLIER)" with the uids of the set below UIDNEXT that no
+ * message of the view has (nothing when none). */
+void condstore_vanished_earlier(struct imap_session *s, const struct imap_seqset *uids);
+/* "* VANISHED" with the uids of old (uid order) that now lacks. */
+void condstore_vanished(struct imap_session *s, const struct view_msg *old, size_t nold,
+                        const struct view_msg *now, size_t nnow);
+/* "* seq FETCH (UID u [FLAGS (..)] MODSEQ (m))". */
+void condstore_fetch_line(struct imap_session *s, size_t seq, const struct view_msg *m,
+                          int flags);
+/* STORE's tagged OK, with [MODIFIED failed] (seqs or uids, ascending) if n. */
+void condstore_store_done(struct imap_session *s, const uint32_t *failed, size_t n);
+/* SEARCH with a MODSEQ key: the highest modseq of the hits (view indexes),
+ * and CONDSTORE is on; 0 without a MODSEQ key. */
+uint64_t condstore_search_modseq(struct imap_session *s, const struct imap_search_key *root,
+                                 const size_t *idx, size_t n);
 
 /* notify.c */
 int notify_open(struct imap_server *srv);

@@ -5,9 +5,10 @@
  * view_sync() compares the view with the index and tells the client what
  * changed, in RFC 3501 7.4.1 / 5.5 order: EXPUNGE for messages gone (only
  * where expunges may be announced), untagged FETCH FLAGS for changed flags,
- * EXISTS and RECENT for new messages.  A cheap check first: when the
- * mailbox's highestmodseq and uidnext are what the view saw, nothing
- * changed and the index is not read.
+ * EXISTS and RECENT for new messages.  With QRESYNC one VANISHED replaces
+ * the EXPUNGEs, and with CONDSTORE the FETCHes carry MODSEQ.  A cheap
+ * check first: when the mailbox's highestmodseq and uidnext are what the
+ * view saw, nothing changed and the index is not read.
  *
  * A session in IDLE may sit for days: its view sleeps (view_sleep), keeping
  * only its uids and \Recent uids as ranges -- a few bytes for a mailbox
@@ -284,6 +285,10 @@ static void announce_fetch(struct imap_session *s, size_t seq, const struct view
 {
     char flags[DB_KEYWORDS_MAX * (DB_KEYWORD_LEN + 1) + 64];
 
+    if (s->condstore) {
+        condstore_fetch_line(s, seq, m, 1);     /* with MODSEQ (RFC 7162 3.1) */
+        return;
+    }
     view_flags_text(s->view, m, flags, sizeof flags);
     imap_untagged(s, "%zu FETCH (UID %u FLAGS (%s))", seq, m->uid, flags);
 }
@@ -352,6 +357,8 @@ static int sync_view(struct imap_session *s, int allow_expunge, int wake)
         imap_session_close(s, "Out of memory");   /* woken: flags unknown */
         return -1;
     }
+    if (allow_expunge && s->qresync)    /* VANISHED replaces EXPUNGE (RFC 7162 3.2.10) */
+        condstore_vanished(s, v->msgs, v->n, l.msgs, l.n);
     while (i < v->n) {
         if (j < l.n && l.msgs[j].uid == v->msgs[i].uid) {
             l.msgs[j].recent = v->msgs[i].recent;   /* stays what it was */
@@ -362,7 +369,8 @@ static int sync_view(struct imap_session *s, int allow_expunge, int wake)
         } else if (j < l.n && l.msgs[j].uid < v->msgs[i].uid) {
             j++;                                /* cannot happen: uids only grow */
         } else if (allow_expunge) {
-            imap_untagged(s, "%zu EXPUNGE", out + 1);
+            if (!s->qresync)
+                imap_untagged(s, "%zu EXPUNGE", out + 1);
             i++;
         } else {
             merged[out++] = v->msgs[i++];       /* announce later */

@@ -10,7 +10,8 @@
  * LF, literal bytes when the parser asks, commands one after the other as
  * a session would run them.  On DONE every argument goes through
  * imap_seqset_parse, imap_fetch_atts_parse, imap_flags_parse, the date
- * parsers, imap_mailbox_name_valid and imap_quote, and the arguments
+ * parsers, imap_mailbox_name_valid, imap_quote and RFC 7162's parameter
+ * parsers (imap_modifiers.h), and the arguments
  * through imap_search_parse.  Beyond the sanitizers' findings the contracts
  * are checked: the tree keeps its bounds, strings are terminated copies,
  * atoms hold no SP outside brackets or 8-bit bytes, quoted strings are
@@ -27,6 +28,7 @@
 #include "../../imapd/imap_fetchatt.c"
 #include "../../imapd/imap_search.c"
 #include "../../imapd/imap_util.c"
+#include "../../imapd/imap_modifiers.c"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -196,6 +198,31 @@ static void fz_flags(const struct imap_arg *a)
             abort();
 }
 
+/* RFC 7162's parameters: a success is well-formed, a failure has a reason. */
+static void fz_modifiers(const struct imap_arg *a)
+{
+    struct imap_select_params sp;
+    struct imap_fetch_mods fm;
+    uint64_t since;
+    const char *why = NULL;
+
+    if (imap_select_params_parse(a, &sp, &why) == 0) {
+        if ((sp.qresync && (sp.uidvalidity == 0 || sp.modseq == 0 || sp.modseq > INT64_MAX)) ||
+            (sp.match_seqs.n != 0) != (sp.match_uids.n != 0))
+            abort();
+        imap_select_params_free(&sp);
+    } else if (why == NULL) {
+        abort();
+    }
+    why = NULL;
+    if (imap_fetch_mods_parse(a, &fm, &why) == 0 ? fm.changedsince && fm.modseq == 0
+                                                 : why == NULL)
+        abort();
+    why = NULL;
+    if (imap_store_mods_parse(a, &since, &why) == 0 ? since > INT64_MAX : why == NULL)
+        abort();
+}
+
 /* imap_quote: the length is stable, and a quoted string unquotes back. */
 static void fz_quote(const char *s, size_t len)
 {
@@ -239,6 +266,7 @@ static void fz_values(const struct imap_arg *a)
     }
     fz_fetch(a);
     fz_flags(a);
+    fz_modifiers(a);
 }
 
 static void fz_done(struct imap_parser *p, const struct imap_limits *lim)

@@ -20,9 +20,9 @@ N24 drop is recorded and printed at the end of the run ("imap-diff notes").
 | # | what differs | rule | why it is allowed |
 |---|---|---|---|
 | N1 | free text after OK/NO/BAD/BYE/PREAUTH | dropped: status word and response code are compared | RFC 3501 7.1: human-readable text; Dovecot adds timings "(0.001 + 0.000 secs)" |
-| N2 | capability lists (greeting, CAPABILITY, [CAPABILITY] after LOGIN) | replaced by "CAPABILITY ..."; a [CAPABILITY] code on a tagged OK counts as an untagged CAPABILITY | intended: mailcore offers IMAP4rev2, APPENDLIMIT, STARTTLS; Dovecot 2.3 SORT, THREAD, CONDSTORE, ... (CAPS below); Dovecot answers LOGIN with an untagged CAPABILITY when the client asked for it before |
+| N2 | capability lists (greeting, CAPABILITY, [CAPABILITY] after LOGIN) | replaced by "CAPABILITY ..."; a [CAPABILITY] code on a tagged OK counts as an untagged CAPABILITY | intended: mailcore offers IMAP4rev2, APPENDLIMIT, STARTTLS; Dovecot 2.3 MULTIAPPEND, CATENATE, BINARY, ... (CAPS below); Dovecot answers LOGIN with an untagged CAPABILITY when the client asked for it before |
 | N3 | UIDVALIDITY values (SELECT code, STATUS item, APPENDUID/COPYUID) | <uidvalidity> | each server picks its own (RFC 3501 2.3.1.1) |
-| N4 | `* OK [HIGHESTMODSEQ n]`, `[NOMODSEQ]`; STATUS HIGHESTMODSEQ values | dropped / <modseq> | mailcore sends HIGHESTMODSEQ on SELECT although CONDSTORE is neither offered nor enabled; a client that did not ENABLE CONDSTORE ignores it |
+| N4 | `* OK [HIGHESTMODSEQ n]`, `[NOMODSEQ]` (also as the code of a tagged reply: the code goes, the status stays); STATUS HIGHESTMODSEQ values | dropped / <modseq> | mailcore sends HIGHESTMODSEQ on every SELECT (RFC 7162 3.1.2.1), Dovecot only once CONDSTORE is in use, and Dovecot repeats it on the first CONDSTORE-enabling command and on EXPUNGE's OK; each server numbers its own modseqs |
 | N5 | untagged OK without a response code (Dovecot's "* OK Still here") | dropped | pure text |
 | N6 | order of untagged "state" responses in one command (CAPABILITY, FLAGS, LIST, LSUB, STATUS, NAMESPACE, ENABLED, ID, RECENT, untagged OK [code]) | sorted, before the ordered ones (EXISTS, EXPUNGE, FETCH, SEARCH, ESEARCH, NO, BAD, BYE) | RFC 3501 7: their order carries no meaning (SELECT's OK [UIDNEXT]/[UNSEEN], LIST lines) |
 | N7 | order of flags in FLAGS, PERMANENTFLAGS, FETCH FLAGS, LIST attributes | sorted | they are sets |
@@ -31,7 +31,7 @@ N24 drop is recorded and printed at the end of the run ("imap-diff notes").
 | N10 | a string sent quoted or as a literal; a mailbox name (LIST, LSUB, STATUS) as atom or string | rendered alike | same value in the grammar (astring) |
 | N11 | INTERNALDATE time zone | compared as the UTC instant; dates of the server's own making (APPEND without a date: Cmd(server_dates=True)) become <server-date> | Dovecot's maildir keeps a timestamp and prints it in TZ (UTC here); the instant must match |
 | N12 | a run of `* n EXPUNGE` | compared as the set of original sequence numbers removed | any order that removes the same messages is valid |
-| N13 | SEARCH numbers; ESEARCH ALL / COPYUID / APPENDUID set syntax (1:3 vs 1,2,3) | sorted / canonical ranges (COPYUID as sorted source->dest pairs) | same sets |
+| N13 | SEARCH numbers; ESEARCH ALL / COPYUID / APPENDUID / MODIFIED / VANISHED set syntax (1:3 vs 1,2,3) | sorted / canonical ranges (COPYUID as sorted source->dest pairs) | same sets |
 | N14 | continuation request text ("+ idling", "+ OK", "+ Ready for literal data") | "+" | text is free |
 | N15 | ID response (server name, version) | "* ID ..." | intended: different software |
 | N16 | FETCH items nobody asked for: UID in replies to non-UID commands (mailcore adds it to STORE and unsolicited FETCH); FLAGS in the reply to a FETCH that did not ask for them (mailcore re-sends unchanged flags after BODY[] of a \Seen message) | dropped | RFC 3501 7.4.2: a server may send any data item at any time; explicit FETCH (FLAGS) steps check the flags themselves. Not applied to STORE ... .SILENT, where the FETCH itself is the difference |
@@ -42,12 +42,27 @@ N24 drop is recorded and printed at the end of the run ("imap-diff notes").
 | N21 | extended LIST (selection options, several patterns, RETURN): \HasChildren/\HasNoChildren and special-use attributes not asked for | dropped unless CHILDREN / SPECIAL-USE is in the command | RFC 5258 4 and RFC 6154 5: returned on request, may be returned otherwise |
 | N22 | INBOX echoed as the client spelled it ("inbox") or as INBOX | INBOX | the name INBOX is case-insensitive |
 | N23 | an empty `* ENABLED` when nothing was enabled | dropped | RFC 5161 allows both |
+| N25 | MODSEQ values: FETCH MODSEQ (n), SEARCH's (MODSEQ n), ESEARCH's MODSEQ n | <modseq> | each server numbers its own modseqs; which messages are reported (CHANGEDSINCE, SEARCH MODSEQ, QRESYNC) is compared. Scripts that need a server's value use Cmd's "<<HMS>>", "<<UIDVALIDITY>>" and save= |
 | N24 | steps marked Cmd(intended="...") | tagged status replaced by "<intended difference: ...>" | see the reason in the script (read-only STORE/EXPUNGE: Dovecot OK and ignores, mailcore NO [READ-ONLY]; APPEND with an unknown system flag: Dovecot BAD, mailcore NO) |
 
 Intended differences kept out of the scripts (Dovecot behaviour that is not
 a reference, or storage-layout choices):
-- STARTTLS (this Dovecot has no TLS); CONDSTORE/QRESYNC (not offered by
-  mailcore yet); ENABLE IMAP4rev2 (Dovecot 2.3 has no IMAP4rev2).
+- STARTTLS (this Dovecot has no TLS); ENABLE IMAP4rev2 (Dovecot 2.3 has no
+  IMAP4rev2).
+- CONDSTORE before CONDSTORE is in use: Dovecot keeps per-message modseqs
+  only once a CONDSTORE-enabling command was used on the mailbox (before,
+  every message reads as HIGHESTMODSEQ, so SEARCH MODSEQ matches all);
+  mailcore always has them.  The CONDSTORE scripts enable it first.
+- FETCH ... (CHANGEDSINCE 0): Dovecot answers, mailcore BAD (RFC 7162's
+  grammar: CHANGEDSINCE takes a mod-sequence-value, 1 or more).
+- VANISHED (EARLIER): mailcore keeps no expunge records and names every
+  UID of the client's set that no message has, also those expunged before
+  the client's modseq (RFC 7162 3.2.5, 3.2.6 allow it); Dovecot names those
+  its transaction log still knows.  The scripts expunge only after the
+  modseq they send.  mailcore ignores QRESYNC's sequence match data (it
+  knows exactly which UIDs exist); the scripts send it all the same.
+- A STORE .SILENT once CONDSTORE is on: both send FETCH (UID n MODSEQ (m)).
+  A STORE that changes nothing (see below) is kept out of these scripts too.
 - SORT/THREAD with a charset other than UTF-8 and US-ASCII (KOI8-R): Dovecot
   converts it, mailcore answers NO [BADCHARSET (UTF-8 US-ASCII)].  The
   scripts use X-BOGUS, which both refuse.
@@ -121,7 +136,7 @@ CAPS = {
     "mailcore": "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS "
                 "MOVE CHILDREN SPECIAL-USE LIST-EXTENDED LIST-STATUS STATUS=SIZE ESEARCH "
                 "SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES "
-                "APPENDLIMIT=52428800",
+                "CONDSTORE QRESYNC APPENDLIMIT=52428800",
 }
 
 NOTES = {}              # (server, line) -> set of tests: what the rules dropped
@@ -547,12 +562,17 @@ class Lit:
 
 class Cmd:
     """One command; the tag is added when the script runs.  Parts are text
-    and Lit()s; CRLF is added at the end."""
+    and Lit()s; CRLF is added at the end.  "<<NAME>>" in a text part is the
+    value this server last sent for NAME in the session: HMS (a
+    HIGHESTMODSEQ code or STATUS item) or UIDVALIDITY, or one that an
+    earlier step saved: Cmd(..., save="M0") keeps the HMS after that step
+    as M0 (each server numbers its own modseqs)."""
 
-    def __init__(self, *parts, server_dates=False, intended=None):
+    def __init__(self, *parts, server_dates=False, intended=None, save=None):
         self.parts = parts
         self.server_dates = server_dates
         self.intended = intended        # a documented reason: the tagged status is not compared
+        self.save = save
 
 
 class Raw:
@@ -581,6 +601,7 @@ class Session:
         self.buf = b""
         self.raw = []               # (direction, bytes)
         self.broken = None
+        self.vars = {}              # for Cmd's <<NAME>>
 
     def close(self):
         self.sock.close()
@@ -617,6 +638,10 @@ class Session:
             out += self._bytes(int(m.group(1)))
             out += self._line()
         self.raw.append(("S", out))
+        for name, pattern in (("HMS", rb"HIGHESTMODSEQ (\d+)"), ("UIDVALIDITY", rb"UIDVALIDITY (\d+)")):
+            m = re.search(pattern, out.split(b"\n", 1)[0])
+            if m:
+                self.vars[name] = m.group(1).decode()
         return out
 
     def until_tagged(self, tag):
@@ -742,9 +767,11 @@ def send_step(s, server, user, tag, step):
                 pending += f"{{{n}+}}\r\n".encode() + part.data
         else:
             shown_parts.append(part)
-            pending += part.encode()
+            pending += re.sub(r"<<(\w+)>>", lambda m: s.vars.get(m.group(1), "0"), part).encode()
     s.send(pending + b"\r\n")
     got += s.until_tagged(tag)
+    if step.save:
+        s.vars[step.save] = s.vars.get("HMS", "0")
     return f"{tag} " + "".join(shown_parts), got, extra
 
 
@@ -886,6 +913,8 @@ def normalise_code(code):
         return "UIDVALIDITY <uidvalidity>"
     if name == "BADCHARSET":
         return "BADCHARSET"                                 # N19
+    if name == "MODIFIED":
+        return "MODIFIED " + canon_set(rest.strip())         # N13
     if name == "APPENDUID":
         parts = rest.split()
         return "APPENDUID <uidvalidity> " + " ".join(canon_set(p) for p in parts[1:])
@@ -968,6 +997,8 @@ def normalise_fetch(items, info):
             continue
         elif key == "INTERNALDATE":
             value = utc_date(value, info.server_dates)
+        elif key == "MODSEQ":
+            value = Atom("(<modseq>)")                      # N25
         out[key] = value
     if len(lst) % 2:
         out["<odd item>"] = lst[-1]
@@ -1008,10 +1039,12 @@ def normalise_step(responses, server, step):
             line = f"{tag} {status}"
             if code is not None:
                 c = normalise_code(code)
-                if c is None:
+                if c is None and tag == "*":
                     note(first)
                     continue
-                if c.upper() == "CLIENTBUG" and status == "OK":
+                if c is None:
+                    note(first)     # N4 on a tagged reply: the code goes, the status stays
+                elif c.upper() == "CLIENTBUG" and status == "OK":
                     note(first)     # N18
                 elif c == "CAPABILITY ..." and tag != "*":
                     state.append("* CAPABILITY ...")   # N2: same as an untagged one
@@ -1076,6 +1109,8 @@ def normalise_step(responses, server, step):
             line = "* CAPABILITY ..."
         elif word == "ID":
             line = "* ID ..."
+        elif word == "VANISHED" and rest:
+            line = "* VANISHED " + " ".join(canon_set(render(x, blocks)) for x in rest)  # N13
         elif word == "ENABLED" and not rest:
             note("* ENABLED (nothing)")                           # N23
             continue
@@ -1102,7 +1137,7 @@ def normalise_step(responses, server, step):
                 pairs.append(f"{key} {value}")
             line = f"* STATUS {render(mailbox_name(rest[0]), blocks)} ({' '.join(sorted(pairs))})"
         elif word == "SEARCH":
-            nums = [str(x) for x in rest]
+            nums = ["(MODSEQ <modseq>)" if isinstance(x, list) else str(x) for x in rest]  # N25
             line = "* SEARCH" + "".join(" " + x for x in sorted(nums, key=lambda v: (
                 not v.isdigit(), int(v) if v.isdigit() else 0, v)))
         elif word == "ESEARCH":
@@ -1119,6 +1154,8 @@ def normalise_step(responses, server, step):
                 value = str(rest[k + 1])
                 if key == "ALL":
                     value = canon_set(value)
+                elif key == "MODSEQ":
+                    value = "<modseq>"                      # N25
                 pairs.append(f"{key} {value}")
                 k += 2
             line = "* ESEARCH " + " ".join(out + sorted(pairs))
@@ -1664,6 +1701,69 @@ class ImapDiff(unittest.TestCase):
 
     def test_check_noop(self):
         self.diff(Cmd("SELECT INBOX"), Cmd("CHECK"), Cmd("NOOP"), Cmd("LOGOUT"))
+
+    # --- CONDSTORE and QRESYNC (RFC 7162) ---------------------------------------------
+
+    def test_condstore_enable_select_status(self):
+        self.diff(Cmd("ENABLE CONDSTORE"), Cmd("SELECT INBOX (CONDSTORE)"),
+                  Cmd("STATUS Sent (HIGHESTMODSEQ MESSAGES)"), Cmd("FETCH 1:3 (UID FLAGS)"),
+                  Cmd("EXAMINE INBOX (CONDSTORE)"), Cmd("LOGOUT"))
+
+    def test_condstore_fetch_changedsince(self):
+        self.diff(Cmd("SELECT INBOX (CONDSTORE)", save="M0"),
+                  Cmd("STORE 2,3 +FLAGS (\\Flagged)"),
+                  Cmd("FETCH 1:* (FLAGS) (CHANGEDSINCE <<M0>>)"),
+                  Cmd("UID FETCH 1:* (FLAGS) (CHANGEDSINCE <<M0>>)"),
+                  Cmd("FETCH 1:3 (MODSEQ)"), Cmd("STORE 5 -FLAGS.SILENT (\\Seen)"),
+                  Cmd("LOGOUT"))
+
+    def test_condstore_store_unchangedsince(self):
+        self.diff(Cmd("SELECT INBOX (CONDSTORE)", save="M0"), Cmd("STORE 2 +FLAGS (\\Flagged)"),
+                  Cmd("STORE 1:3 (UNCHANGEDSINCE <<M0>>) +FLAGS (\\Answered)"),
+                  Cmd("UID STORE 4,6 (UNCHANGEDSINCE 0) +FLAGS (\\Seen)"),
+                  Cmd("FETCH 1:6 (FLAGS)"), Cmd("LOGOUT"))
+
+    def test_condstore_search_modseq(self):
+        self.diff(Cmd("SELECT INBOX (CONDSTORE)"), Cmd("STORE 3 +FLAGS (\\Flagged)"),
+                  Cmd("STATUS INBOX (HIGHESTMODSEQ)", save="M1"),
+                  Cmd("SEARCH MODSEQ <<M1>>"), Cmd("UID SEARCH MODSEQ <<M1>> FLAGGED"),
+                  Cmd("SEARCH RETURN (ALL) MODSEQ <<M1>>"), Cmd("SEARCH MODSEQ 99999999"),
+                  Cmd("LOGOUT"))
+
+    def test_condstore_other_session_flags_carry_modseq(self):
+        self.diff(Cmd("ENABLE CONDSTORE"), Cmd("SELECT INBOX"),
+                  Idle([Cmd("SELECT INBOX"), Cmd("STORE 3 +FLAGS (\\Flagged)"),
+                        Cmd("LOGOUT")], want=rb"FETCH"),
+                  Cmd("LOGOUT"))
+
+    def test_qresync_select_after_expunge_and_flags(self):
+        self.diff(Cmd("ENABLE QRESYNC"), Cmd("SELECT INBOX", save="M0"),
+                  Cmd("STORE 1 +FLAGS (\\Flagged)"), Cmd("STORE 2,3 +FLAGS.SILENT (\\Deleted)"),
+                  Cmd("EXPUNGE"), Cmd("UNSELECT"),
+                  Cmd("SELECT INBOX (QRESYNC (<<UIDVALIDITY>> <<M0>> 1:8))"),
+                  Cmd("EXAMINE INBOX (QRESYNC (<<UIDVALIDITY>> <<M0>> 3:8))"),
+                  Cmd("SELECT INBOX (QRESYNC (<<UIDVALIDITY>> <<M0>> 1:8 (1:4 1:4)))"),
+                  Cmd("SELECT INBOX (QRESYNC (1 <<M0>> 1:8))", intended="UIDVALIDITY 1 "
+                      "is not this mailbox's"),
+                  Cmd("LOGOUT"))
+
+    def test_qresync_uid_fetch_vanished(self):
+        self.diff(Cmd("ENABLE QRESYNC"), Cmd("SELECT INBOX", save="M0"),
+                  Cmd("STORE 4 +FLAGS (\\Seen)"), Cmd("STORE 5 +FLAGS.SILENT (\\Deleted)"),
+                  Cmd("EXPUNGE"), Cmd("UID FETCH 1:* (FLAGS) (CHANGEDSINCE <<M0>> VANISHED)"),
+                  Cmd("UID FETCH 1:3 (FLAGS) (CHANGEDSINCE <<M0>> VANISHED)"), Cmd("LOGOUT"))
+
+    def test_qresync_vanished_to_idle_session(self):
+        self.diff(Cmd("ENABLE QRESYNC"), Cmd("SELECT INBOX"),
+                  Idle([Cmd("SELECT INBOX"), Cmd("MOVE 2 Trash"), Cmd("LOGOUT")],
+                       want=rb"VANISHED|EXPUNGE"),
+                  Cmd("SELECT Sent"), Cmd("LOGOUT"))
+
+    def test_condstore_qresync_errors(self):
+        self.diff(Cmd("SELECT INBOX (QRESYNC (1 1))"), Cmd("SELECT INBOX (BOGUS)"),
+                  Cmd("SELECT INBOX"), Cmd("FETCH 1 (FLAGS) (CHANGEDSINCE x)"),
+                  Cmd("UID FETCH 1 (FLAGS) (CHANGEDSINCE 1 VANISHED)"),
+                  Cmd("STORE 1 (UNCHANGEDSINCE x) +FLAGS (\\Seen)"), Cmd("LOGOUT"))
 
     # --- several sessions: IDLE, NOOP -------------------------------------------------
 

@@ -3,7 +3,8 @@
  * atoms, quoted strings, literals (synchronizing, LITERAL+, taken over by
  * the session for APPEND), lists, NIL and bracketed fetch atoms; then the
  * typed pieces: sequence sets, fetch attributes, search keys, flag lists,
- * dates, mailbox names, UTF-8 and imap_quote().
+ * dates, mailbox names, UTF-8 and imap_quote(); RFC 7162's SELECT
+ * parameters and FETCH and STORE modifiers (imap_modifiers.h).
  *
  * Valid input is checked against a printed form of the tree, hostile input
  * (unterminated strings and literals, absurd literal sizes, deep nesting,
@@ -22,6 +23,7 @@
 #include <time.h>
 
 #include "check.h"
+#include "imap_modifiers.h"
 #include "imap_parse.h"
 
 /* A string literal as pointer + length (it may hold NUL bytes). */
@@ -1698,6 +1700,138 @@ static void test_imap_quote_strings_and_literals_within_cap(void)
     CHECK_INT(imap_quote(NULL, 0, L("abc")), 5);
 }
 
+/* ---- RFC 7162 parameters (imap_modifiers.h) ---------------------------- */
+
+static void sb_set(struct sb *b, const struct imap_seqset *set)
+{
+    for (size_t i = 0; i < set->n; i++)
+        sb_printf(b, "%s%u-%u", i ? "," : "", set->r[i].lo, set->r[i].hi);
+}
+
+/* in (one argument) through the parser of kind 'S'elect, 'F'etch or
+ * 'U'nchangedsince, printed; "ERR" (with a reason) when refused. */
+static void modifiers_print(char kind, const char *in, struct sb *b)
+{
+    char line[1024];
+    struct imap_parser *p = imap_parser_new(&limits);
+    const struct imap_arg *args;
+    size_t nargs, len = (size_t)snprintf(line, sizeof line, "a X %s\r\n", in);
+    const char *why = NULL;
+    struct imap_select_params sp;
+    struct imap_fetch_mods fm;
+    uint64_t since;
+    int rc = -1;
+
+    if (feed(p, line, len) != IMAP_PARSE_DONE || (args = imap_parser_args(p, &nargs), nargs != 1)) {
+        sb_printf(b, "UNPARSED");
+        imap_parser_free(p);
+        return;
+    }
+    if (kind == 'S' && (rc = imap_select_params_parse(&args[0], &sp, &why)) == 0) {
+        sb_printf(b, "condstore=%d qresync=%d", sp.condstore, sp.qresync);
+        if (sp.qresync)
+            sb_printf(b, " uidvalidity=%u modseq=%llu", sp.uidvalidity,
+                      (unsigned long long)sp.modseq);
+        if (sp.known_uids.n) {
+            sb_printf(b, " known=");
+            sb_set(b, &sp.known_uids);
+        }
+        if (sp.match_seqs.n) {
+            sb_printf(b, " match=");
+            sb_set(b, &sp.match_seqs);
+            sb_printf(b, "/");
+            sb_set(b, &sp.match_uids);
+        }
+        imap_select_params_free(&sp);
+    } else if (kind == 'F' && (rc = imap_fetch_mods_parse(&args[0], &fm, &why)) == 0) {
+        sb_printf(b, "changedsince=%d:%llu vanished=%d", fm.changedsince,
+                  (unsigned long long)fm.modseq, fm.vanished);
+    } else if (kind == 'U' && (rc = imap_store_mods_parse(&args[0], &since, &why)) == 0) {
+        sb_printf(b, "unchangedsince=%llu", (unsigned long long)since);
+    }
+    if (rc != 0)
+        sb_printf(b, "ERR%s", why && *why ? "" : " without a reason");
+    imap_parser_free(p);
+}
+
+static void test_imap_modifiers_select_fetch_store_tables(void)
+{
+    static const struct {
+        char kind;
+        const char *in, *out;
+    } cases[] = {
+        {'S', "(CONDSTORE)", "condstore=1 qresync=0"},
+        {'S', "(condstore)", "condstore=1 qresync=0"},
+        {'S', "(QRESYNC (67890007 20050715194045000))",
+         "condstore=0 qresync=1 uidvalidity=67890007 modseq=20050715194045000"},
+        {'S', "(QRESYNC (67890007 90060115194045000 41:211,214:541))",
+         "condstore=0 qresync=1 uidvalidity=67890007 modseq=90060115194045000"
+         " known=41-211,214-541"},
+        {'S', "(QRESYNC (1 2 1:100 (1,10,50 5,40,300)))",
+         "condstore=0 qresync=1 uidvalidity=1 modseq=2 known=1-100 match=1-1,10-10,50-50/"
+         "5-5,40-40,300-300"},
+        {'S', "(QRESYNC (1 2 (1:3 7:9)))",
+         "condstore=0 qresync=1 uidvalidity=1 modseq=2 match=1-3/7-9"},
+        {'S', "(CONDSTORE QRESYNC (4294967295 9223372036854775807))",
+         "condstore=1 qresync=1 uidvalidity=4294967295 modseq=9223372036854775807"},
+        {'S', "()", "ERR"},
+        {'S', "CONDSTORE", "ERR"},
+        {'S', "(CONDSTORE CONDSTORE)", "ERR"},
+        {'S', "(BOGUS)", "ERR"},
+        {'S', "(QRESYNC)", "ERR"},
+        {'S', "(QRESYNC 1 2)", "ERR"},
+        {'S', "(QRESYNC ())", "ERR"},
+        {'S', "(QRESYNC (1))", "ERR"},
+        {'S', "(QRESYNC (0 1))", "ERR"},
+        {'S', "(QRESYNC (4294967296 1))", "ERR"},
+        {'S', "(QRESYNC (1 0))", "ERR"},
+        {'S', "(QRESYNC (1 9223372036854775808))", "ERR"},
+        {'S', "(QRESYNC (1 01))", "ERR"},
+        {'S', "(QRESYNC (1 1 1:*))", "ERR"},
+        {'S', "(QRESYNC (1 1 $))", "ERR"},
+        {'S', "(QRESYNC (1 1 0:5))", "ERR"},
+        {'S', "(QRESYNC (1 1 1:5 (1:2 1:3)))", "ERR"},
+        {'S', "(QRESYNC (1 1 1:5 (1:2)))", "ERR"},
+        {'S', "(QRESYNC (1 1 1:5 (1:* 1:2)))", "ERR"},
+        {'S', "(QRESYNC (1 1 1:5 (1:2 3:4) 7))", "ERR"},
+        {'S', "(QRESYNC (1 1 1:5 6:7))", "ERR"},
+        {'S', "(QRESYNC (1 1 \"1:5\"))", "ERR"},
+        {'S', "(QRESYNC (1 1) QRESYNC (1 1))", "ERR"},
+        {'F', "(CHANGEDSINCE 12345)", "changedsince=1:12345 vanished=0"},
+        {'F', "(changedsince 1 vanished)", "changedsince=1:1 vanished=1"},
+        {'F', "(VANISHED CHANGEDSINCE 9223372036854775807)",
+         "changedsince=1:9223372036854775807 vanished=1"},
+        {'F', "(VANISHED)", "changedsince=0:0 vanished=1"},
+        {'F', "(CHANGEDSINCE 0)", "ERR"},
+        {'F', "(CHANGEDSINCE)", "ERR"},
+        {'F', "(CHANGEDSINCE x)", "ERR"},
+        {'F', "(CHANGEDSINCE -1)", "ERR"},
+        {'F', "(CHANGEDSINCE 99999999999999999999)", "ERR"},
+        {'F', "(CHANGEDSINCE 1 CHANGEDSINCE 2)", "ERR"},
+        {'F', "(VANISHED VANISHED)", "ERR"},
+        {'F', "(CHANGEDSINCE (1))", "ERR"},
+        {'F', "()", "ERR"},
+        {'F', "CHANGEDSINCE", "ERR"},
+        {'U', "(UNCHANGEDSINCE 0)", "unchangedsince=0"},
+        {'U', "(unchangedsince 320162338)", "unchangedsince=320162338"},
+        {'U', "(UNCHANGEDSINCE 9223372036854775807)", "unchangedsince=9223372036854775807"},
+        {'U', "(UNCHANGEDSINCE 9223372036854775808)", "ERR"},
+        {'U', "(UNCHANGEDSINCE 00)", "ERR"},
+        {'U', "(UNCHANGEDSINCE)", "ERR"},
+        {'U', "(UNCHANGEDSINCE 1 2)", "ERR"},
+        {'U', "(CHANGEDSINCE 1)", "ERR"},
+        {'U', "UNCHANGEDSINCE", "ERR"},
+    };
+
+    for (size_t i = 0; i < NITEMS(cases); i++) {
+        struct sb b = {.len = 0};
+        modifiers_print(cases[i].kind, cases[i].in, &b);
+        if (strcmp(b.s, cases[i].out) != 0)
+            fprintf(stderr, "  case %zu: %c %s\n", i, cases[i].kind, cases[i].in);
+        CHECK_STR(b.s, cases[i].out);
+    }
+}
+
 int main(void)
 {
     RUN(test_imap_parser_valid_commands_give_the_expected_tree);
@@ -1733,5 +1867,6 @@ int main(void)
     RUN(test_imap_mailbox_names_modified_utf7_and_utf8);
     RUN(test_imap_utf8_validity);
     RUN(test_imap_quote_strings_and_literals_within_cap);
+    RUN(test_imap_modifiers_select_fetch_store_tables);
     return check_done();
 }
