@@ -53,23 +53,69 @@ struct store_op {
     int conditional;                    /* UNCHANGEDSINCE given (RFC 7162 3.1.3) */
     uint64_t unchangedsince;
     unsigned char *modified;            /* per message: failed that test */
+    unsigned char *news;                /* per message: another session changed it too */
 };
 
-/* UNCHANGEDSINCE: *modified when the message, as the index has it now,
- * changed since.  0, DB_NOTFOUND (gone) or -1. */
-static int modified_since(struct db_txn *txn, const struct store_op *o, uint32_t uid,
-                          unsigned char *modified)
+/* The flags after the STORE's change to flags f, keywords kw. */
+static void store_apply(const struct store_op *o, uint32_t *f, uint64_t *kw)
 {
-    struct db_message now;
-    int rc = db_message_get(txn, o->v->mailbox_id, uid, &now);
+    if (o->mode == 0) {
+        *f = o->sysbits;
+        *kw = o->kwbits;
+    } else if (o->mode > 0) {
+        *f |= o->sysbits;
+        *kw |= o->kwbits;
+    } else {
+        *f &= ~o->sysbits;
+        *kw &= ~o->kwbits;
+    }
+}
 
-    *modified = rc == 0 && now.modseq > o->unchangedsince;
-    return rc;
+/* Message i of the STORE, changed as the index has it now (not as the
+ * view last saw it: another session's change in between is kept). */
+static int store_one(struct db_txn *txn, struct store_op *o, size_t i)
+{
+    const struct view_msg *m = &o->v->msgs[o->idx[i]];
+    struct db_message now;
+    uint32_t f, fv = m->flags;
+    uint64_t kw, kwv = m->keywords;
+    int rc = db_message_get(txn, o->v->mailbox_id, m->uid, &now);
+
+    o->newmodseq[i] = 0;                /* not stored: no FETCH */
+    if (rc == DB_NOTFOUND)
+        return 0;                       /* expunged meanwhile */
+    if (rc != 0)
+        return rc;
+    if (o->conditional && (o->modified[i] = now.modseq > o->unchangedsince))
+        return 0;
+    f = now.flags;
+    kw = now.keywords;
+    store_apply(o, &f, &kw);
+    store_apply(o, &fv, &kwv);
+    o->newflags[i] = f;
+    o->newkw[i] = kw;
+    o->newmodseq[i] = now.modseq;
+    o->news[i] = f != fv || kw != kwv;
+    if (f == now.flags && kw == now.keywords)
+        return 0;
+    return db_message_update(txn, o->v->mailbox_id, m->uid, f, kw, &o->newmodseq[i]);
+}
+
+static int learn_keyword(unsigned index, const char *name, void *arg)
+{
+    struct view *v = arg;
+
+    if (index < DB_KEYWORDS_MAX && !(v->keywords_used & (1ull << index))) {
+        snprintf(v->keywords[index], sizeof v->keywords[index], "%s", name);
+        v->keywords_used |= 1ull << index;
+    }
+    return 0;
 }
 
 static int tx_store(struct db_txn *txn, void *arg)
 {
     struct store_op *o = arg;
+    uint64_t unknown = 0;
     int rc;
 
     o->kwbits = 0;
@@ -88,40 +134,12 @@ static int tx_store(struct db_txn *txn, void *arg)
         }
     }
     for (size_t i = 0; i < o->n; i++) {
-        const struct view_msg *m = &o->v->msgs[o->idx[i]];
-        uint32_t f = m->flags;
-        uint64_t kw = m->keywords;
-        if (o->mode == 0) {
-            f = o->sysbits;
-            kw = o->kwbits;
-        } else if (o->mode > 0) {
-            f |= o->sysbits;
-            kw |= o->kwbits;
-        } else {
-            f &= ~o->sysbits;
-            kw &= ~o->kwbits;
-        }
-        o->newflags[i] = f;
-        o->newkw[i] = kw;
-        o->newmodseq[i] = m->modseq;
-        if (o->conditional) {
-            rc = modified_since(txn, o, m->uid, &o->modified[i]);
-            if (rc != 0 && rc != DB_NOTFOUND)
-                return rc;
-            if (rc == DB_NOTFOUND || o->modified[i]) {
-                o->newmodseq[i] = 0;    /* not stored: no FETCH */
-                continue;
-            }
-        }
-        if (f == m->flags && kw == m->keywords)
-            continue;
-        rc = db_message_update(txn, o->v->mailbox_id, m->uid, f, kw, &o->newmodseq[i]);
-        if (rc == DB_NOTFOUND)
-            o->newmodseq[i] = 0;        /* expunged meanwhile */
-        else if (rc != 0)
+        if ((rc = store_one(txn, o, i)) != 0)
             return rc;
+        unknown |= o->newkw[i] & ~o->v->keywords_used;
     }
-    return 0;
+    /* Keywords another session defined: their names, for our FETCH. */
+    return unknown ? db_keyword_foreach(txn, o->v->mailbox_id, learn_keyword, o->v) : 0;
 }
 
 static int store_bad(struct imap_session *s, struct imap_seqset *set, const char *why)
@@ -157,7 +175,7 @@ static int store_args(struct imap_session *s, int uid, const struct imap_arg *ar
     item += o->mode != 0;
     *silent = strcasecmp(item, "FLAGS.SILENT") == 0;
     if ((!*silent && strcasecmp(item, "FLAGS") != 0) ||
-        imap_flags_parse(&args[a + 1], &o->flags) < 0)
+        imap_store_flags_parse(&args[a + 1], nargs - a - 1, &o->flags) < 0)
         return store_bad(s, set, "Invalid STORE item or flags");
     if (s->view->readonly) {
         imap_seqset_free(set);
@@ -184,11 +202,11 @@ static void store_report(struct imap_session *s, int uid, const struct store_op 
         m->keywords = o->newkw[i];
         m->modseq = o->newmodseq[i];
         if (s->condstore) {
-            condstore_fetch_line(s, o->idx[i] + 1, m, !silent);
+            condstore_fetch_line(s, o->idx[i] + 1, m, !silent || o->news[i]);
             continue;
         }
-        if (silent)
-            continue;
+        if (silent && !o->news[i])
+            continue;                   /* .SILENT: only what others changed is news */
         view_flags_text(s->view, m, text, sizeof text);
         if (uid)
             imap_untagged(s, "%zu FETCH (UID %u FLAGS (%s))", o->idx[i] + 1, m->uid, text);
@@ -213,6 +231,7 @@ static uint32_t *store_modified(const struct imap_session *s, int uid, const str
 static void store_free(struct store_op *o)
 {
     free(o->idx), free(o->newflags), free(o->newkw), free(o->newmodseq), free(o->modified);
+    free(o->news);
 }
 
 void cmd_store(struct imap_session *s, int uid, const struct imap_arg *args, size_t nargs)
@@ -234,9 +253,10 @@ void cmd_store(struct imap_session *s, int uid, const struct imap_arg *args, siz
     o.newkw = calloc(o.n + 1, sizeof *o.newkw);
     o.newmodseq = calloc(o.n + 1, sizeof *o.newmodseq);
     o.modified = calloc(o.n + 1, sizeof *o.modified);
-    if (!o.newflags || !o.newkw || !o.newmodseq || !o.modified ||
+    o.news = calloc(o.n + 1, sizeof *o.news);
+    if (!o.newflags || !o.newkw || !o.newmodseq || !o.modified || !o.news ||
         db_write_lazy(s->srv->svc->db, tx_store, &o, err, sizeof err) != 0) {
-        imap_tagged(s, "NO", "[SERVERBUG] %s", o.modified ? err : "out of memory");
+        imap_tagged(s, "NO", "[SERVERBUG] %s", o.news ? err : "out of memory");
         store_free(&o);
         imap_command_done(s);
         return;

@@ -487,11 +487,14 @@ static int tx_seen(struct db_txn *txn, void *arg)
 
     for (size_t i = 0; i < o->n; i++) {
         struct view_msg *m = &o->v->msgs[o->idx[i]];
+        struct db_message now;          /* as the index has it: keep others' changes */
         int rc;
         if (m->flags & DB_FLAG_SEEN)
             continue;
-        rc = db_message_update(txn, o->v->mailbox_id, m->uid, m->flags | DB_FLAG_SEEN,
-                               m->keywords, NULL);
+        rc = db_message_get(txn, o->v->mailbox_id, m->uid, &now);
+        if (rc == 0 && !(now.flags & DB_FLAG_SEEN))
+            rc = db_message_update(txn, o->v->mailbox_id, m->uid, now.flags | DB_FLAG_SEEN,
+                                   now.keywords, NULL);
         if (rc != 0 && rc != DB_NOTFOUND)
             return rc;
     }

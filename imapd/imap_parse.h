@@ -210,6 +210,9 @@ struct imap_flags {
  * case-insensitive; keywords keep their spelling, duplicates (ignoring
  * case) are dropped. */
 int imap_flags_parse(const struct imap_arg *arg, struct imap_flags *out);
+/* STORE's flags: one flag-list, or flags without parentheses (RFC 3501
+ * store-att-flags: "flag-list / (flag *(SP flag))"). */
+int imap_store_flags_parse(const struct imap_arg *args, size_t n, struct imap_flags *out);
 
 /* "01-Jan-2026 12:00:00 +0100" (date-time) and "1-Jan-2026" (date), without
  * their DQUOTEs (the parser took them off).  The date-time day may be " 1",

@@ -122,6 +122,17 @@ int imap_flags_parse(const struct imap_arg *arg, struct imap_flags *out)
     return 0;
 }
 
+int imap_store_flags_parse(const struct imap_arg *args, size_t n, struct imap_flags *out)
+{
+    if (n == 1)
+        return imap_flags_parse(&args[0], out);
+    memset(out, 0, sizeof *out);
+    for (size_t i = 0; i < n; i++)
+        if (util_flag_arg(&args[i], out) < 0)
+            return -1;
+    return n > 0 ? 0 : -1;
+}
+
 /* ---- dates ------------------------------------------------------------- */
 
 static const char util_months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",

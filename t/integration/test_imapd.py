@@ -1846,6 +1846,17 @@ class Messages(ImapCase):
         self.assertEqual(r.fetches(), [], "FLAGS.SILENT: no untagged FETCH for our own change")
         self.assertEqual(self.flags(c), {1: {"\\Seen"}, 2: {"\\Seen"}})
 
+    def test_store_flags_without_parentheses(self):
+        # RFC 3501 store-att-flags: a flag-list or flags separated by spaces.
+        _, c, _ = self.mailbox(2)
+        r = c.ok("STORE 1 +FLAGS \\Seen \\Flagged $Later")
+        self.assertEqual({s: flag_set(i["FLAGS"]) - {"\\Recent"} for s, i in r.fetches()},
+                         {1: {"\\Seen", "\\Flagged", "$Later"}})
+        c.ok("STORE 2 FLAGS.SILENT \\Answered")
+        self.assertEqual(self.flags(c), {1: {"\\Seen", "\\Flagged", "$Later"},
+                                         2: {"\\Answered"}})
+        self.assertStatus(c.cmd("STORE 1 +FLAGS (\\Seen) \\Draft"), "BAD")
+
     def test_store_recent_cannot_be_set(self):
         _, c, _ = self.mailbox(1)
         self.assertIn(c.cmd("STORE 1 +FLAGS (\\Recent)").status, ("BAD", "NO"))
@@ -2291,6 +2302,25 @@ class Concurrent(ImapCase):
         self.assertEqual(f[0][0], 2)
         self.assertIn("\\Flagged", flag_set(f[0][1]["FLAGS"]))
         self.assertEqual(a.ok("NOOP").untagged, [], "told once")
+
+    def test_store_keeps_a_change_this_session_has_not_seen_yet(self):
+        # b flags a message; a, not yet told, adds its own flags: both stay,
+        # and a hears of b's flag in its STORE's FETCH (even with .SILENT).
+        _, _, a, b = self.two(3)
+        b.ok("STORE 1:2 +FLAGS.SILENT (\\Flagged $Work)")
+        r = a.ok("STORE 2 +FLAGS.SILENT (\\Draft)")
+        got = {s: flag_set(i["FLAGS"]) - {"\\Recent"} for s, i in r.fetches()}
+        self.assertEqual(got[2], {"\\Draft", "\\Flagged", "$Work"})
+        r = a.ok("STORE 1 +FLAGS (\\Answered)")
+        got = {s: flag_set(i["FLAGS"]) - {"\\Recent"} for s, i in r.fetches()}
+        self.assertEqual(got[1], {"\\Answered", "\\Flagged", "$Work"})
+        b.ok("STORE 3 +FLAGS.SILENT (\\Flagged)")
+        a.ok("FETCH 3 BODY[TEXT]")                      # implicit \Seen
+        flags = {s: flag_set(i["FLAGS"]) - {"\\Recent"}
+                 for s, i in b.ok("FETCH 1:3 (FLAGS)").fetches()}
+        self.assertEqual(flags, {1: {"\\Answered", "\\Flagged", "$Work"},
+                                 2: {"\\Draft", "\\Flagged", "$Work"},
+                                 3: {"\\Flagged", "\\Seen"}})
 
     def test_expunge_in_one_session_reaches_the_other_at_noop_not_during_fetch(self):
         _, _, a, b = self.two(4)
