@@ -178,6 +178,7 @@ imap_cmd_fn cmd_store, cmd_copy, cmd_move, cmd_expunge, cmd_close, cmd_unselect,
     cmd_search;
 imap_cmd_fn cmd_fetch, cmd_append;
 imap_cmd_fn cmd_sort, cmd_thread;
+imap_cmd_fn cmd_compress; /* cmd_compress.c */
 /* cmd_search.c, for cmd_sort.c: the view indexes of the messages root
  * matches, ascending, count in *n (NULL: out of memory); and the answer
  * SEARCH gives (ESEARCH when esearch, ret: RETURN bits MIN 1 MAX 2
