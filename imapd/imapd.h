@@ -186,6 +186,7 @@ imap_cmd_fn cmd_getquotaroot, cmd_getquota, cmd_setquota;
 extern const char imap_quota_refusal[];
 uint64_t imap_quota_default(const struct imap_session *s);
 int imap_quota_fits(struct imap_session *s, uint64_t add);  /* 1, or 0: over quota */
+imap_cmd_fn cmd_compress; /* cmd_compress.c */
 /* cmd_search.c, for cmd_sort.c: the view indexes of the messages root
  * matches, ascending, count in *n (NULL: out of memory); and the answer
  * SEARCH gives (ESEARCH when esearch, ret: RETURN bits MIN 1 MAX 2

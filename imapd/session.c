@@ -54,6 +54,7 @@ static const struct imap_command commands[] = {
     {"STATUS", cmd_status, AUTHED, 0},
     {"APPEND", cmd_append, AUTHED, 0},
     {"IDLE", cmd_idle, AUTHED, 0},
+    {"COMPRESS", cmd_compress, AUTHED, 0},
     {"CHECK", cmd_check, SELECTED, 0},
     {"CLOSE", cmd_close, SELECTED, 0},
     {"UNSELECT", cmd_unselect, SELECTED, 0},
@@ -96,6 +97,10 @@ const char *imap_capabilities(const struct imap_session *s)
              s->state == IS_NOTAUTH && !tls && s->srv->svc->tls ? " STARTTLS" : "",
              s->state == IS_NOTAUTH && imap_plaintext_ok(s) ? " AUTH=PLAIN" : "",
              s->state == IS_NOTAUTH && !imap_plaintext_ok(s) ? " LOGINDISABLED" : "");
+    if (s->state != IS_NOTAUTH) {
+        size_t n = strlen(buf); /* COMPRESS is a command of the authenticated state */
+        snprintf(buf + n, sizeof buf - n, " COMPRESS=DEFLATE");
+    }
     return buf;
 }
 

@@ -7,7 +7,7 @@
 set -eu
 
 PACKAGES="cmake make gcc pkg-config libssl-dev liblmdb-dev libcap-dev libcrypt-dev
-python3 curl swaks openssl clang libclang-rt-14-dev lmdb-utils procps isync"
+zlib1g-dev python3 curl swaks openssl clang libclang-rt-14-dev lmdb-utils procps isync"
 
 missing=""
 for p in $PACKAGES; do

@@ -21,6 +21,12 @@
  * while not paused and the buffer has room, output while a write would
  * block, whatever a handshake asks for); with nothing wanted it is removed
  * from epoll, so a hung-up socket of a paused conn cannot spin the loop.
+ *
+ * Compression (conn_deflate.c) sits between the buffers and the transport:
+ * fill() reads compressed bytes into the inflater and inflates into the
+ * room the input buffer has; flush_out() compresses from the output buffer
+ * into the deflater's buffer and sends from there.  The buffers themselves
+ * always hold the owner's plain bytes.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -42,6 +48,7 @@
 #include "mailcore/conn.h"
 #include "mailcore/ev.h"
 #include "mailcore/tls.h"
+#include "conn_deflate.h"
 #include "conn_internal.h"
 
 #define CONN_IN_CHUNK 16384    /* smallest input buffer: one TLS record */
@@ -68,7 +75,10 @@ struct conn {
     size_t in_cap, in_off, in_len;
     char *out; /* unsent output is out[out_off .. out_off + out_len) */
     size_t out_cap, out_off, out_len;
-    size_t out_plain; /* leading output bytes to send before TLS starts */
+    size_t out_plain;          /* leading output bytes to send before TLS starts */
+    size_t out_raw;            /* leading output bytes to send before compression starts */
+    struct conn_inflate *zin;  /* the peer compresses */
+    struct conn_deflate *zout; /* we compress */
 
     int interest; /* EV_* registered with ev, when registered */
     struct ev_timer *timer;
@@ -246,6 +256,13 @@ static void release_out(struct conn *c)
     c->out_off = 0;
     c->out_len = 0;
     c->out_plain = 0;
+    c->out_raw = 0;
+}
+
+/* Output not yet handed to the transport, compressed or not. */
+static size_t out_unsent(const struct conn *c)
+{
+    return c->out_len + (c->zout != NULL ? conn_deflate_pending(c->zout) : 0);
 }
 
 /* Room for len more output bytes, within CONN_OUT_MAX. */
@@ -317,6 +334,71 @@ static ssize_t tls_send(struct conn *c, const char *p, size_t n)
     return -1;
 }
 
+/* Hand n bytes at p to the socket or to TLS: bytes taken, 0 when they must
+ * wait (wblocked set, unless a handshake holds them back), -1 failed. */
+static ssize_t send_some(struct conn *c, const char *p, size_t n)
+{
+    ssize_t r;
+
+    if (c->out_plain > 0 || c->tls == TLS_NONE) {
+        do
+            r = raw_send(c, p, n);
+        while (r < 0 && errno == EINTR);
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            c->wblocked = 1;
+            return 0;
+        }
+        if (r < 0)
+            fail(c, "write: %s", strerror(errno));
+        return r;
+    }
+    if (c->tls == TLS_HANDSHAKE)
+        return 0; /* the rest is for the peer's ears only */
+    r = tls_send(c, p, n);
+    if (r == 0)
+        c->wblocked = 1;
+    return r;
+}
+
+/* The next bytes to send: plain ones that go before TLS or compression
+ * starts, else the deflater's, refilled from the output buffer. */
+static int next_out(struct conn *c, const char **p, size_t *len)
+{
+    const char *from = c->out_len > 0 ? c->out + c->out_off : "";
+    size_t taken;
+
+    if (c->zout == NULL || c->out_raw > 0) {
+        *p = c->out + c->out_off;
+        *len = c->out_plain > 0 ? c->out_plain : c->out_raw > 0 ? c->out_raw : c->out_len;
+        return 0;
+    }
+    *p = conn_deflate_data(c->zout, len);
+    if (*len > 0)
+        return 0;
+    if (conn_deflate_run(c->zout, from, c->out_len, &taken) < 0) {
+        fail(c, "compression: %s", conn_deflate_error(c->zout));
+        return -1;
+    }
+    c->out_off += taken;
+    c->out_len -= taken;
+    *p = conn_deflate_data(c->zout, len);
+    return 0;
+}
+
+static void out_sent(struct conn *c, size_t n)
+{
+    if (c->zout != NULL && c->out_raw == 0) {
+        conn_deflate_sent(c->zout, n);
+        return;
+    }
+    c->out_off += n;
+    c->out_len -= n;
+    if (c->out_plain > 0)
+        c->out_plain -= n;
+    else if (c->out_raw > 0)
+        c->out_raw -= n;
+}
+
 /* Send what can be sent now.  0, or -1 when the conn failed. */
 static int flush_out(struct conn *c)
 {
@@ -325,44 +407,28 @@ static int flush_out(struct conn *c)
 
     if (c->failed)
         return -1;
-    while (c->out_len > 0) {
-        const char *p = c->out + c->out_off;
+    while (out_unsent(c) > 0) {
+        const char *p;
+        size_t len;
         ssize_t n;
 
-        if (c->out_plain > 0 || c->tls == TLS_NONE) {
-            n = raw_send(c, p, c->out_plain > 0 ? c->out_plain : c->out_len);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-                c->wblocked = 1;
-                break;
-            }
-            if (n < 0) {
-                fail(c, "write: %s", strerror(errno));
-                return -1;
-            }
-            if (c->out_plain > 0)
-                c->out_plain -= (size_t)n;
-        } else if (c->tls == TLS_HANDSHAKE) {
-            break; /* the rest is for the peer's ears only */
-        } else {
-            n = tls_send(c, p, c->out_len);
-            if (n < 0)
-                return -1;
-            if (n == 0) {
-                c->wblocked = 1;
-                break;
-            }
-        }
+        if (next_out(c, &p, &len) < 0)
+            return -1;
+        if (len == 0)
+            break;
+        n = send_some(c, p, len);
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            break;
         c->wblocked = 0;
-        c->out_off += (size_t)n;
-        c->out_len -= (size_t)n;
+        out_sent(c, (size_t)n);
         sent += (size_t)n;
     }
     /* A slow reader that keeps taking our output is not idle. */
     if (sent > 0 && was_blocked)
         c->last_activity = ev_now_ms(c->ev);
-    if (c->out_len == 0) {
+    if (out_unsent(c) == 0) {
         if (c->out != NULL)
             release_out(c);
         c->wblocked = 0;
@@ -434,6 +500,39 @@ static ssize_t tls_recv(struct conn *c, char *p, size_t n)
     return -1;
 }
 
+static ssize_t transport_recv(struct conn *c, char *p, size_t n)
+{
+    return c->tls == TLS_ON ? tls_recv(c, p, n) : raw_recv(c, p, n);
+}
+
+/* The owner's bytes into p: inflated when the peer compresses.  As
+ * transport_recv(); c->eof is set only once the inflater is empty too. */
+static ssize_t app_recv(struct conn *c, char *p, size_t n)
+{
+    if (c->zin == NULL)
+        return transport_recv(c, p, n);
+    for (;;) {
+        ssize_t r = conn_inflate_run(c->zin, p, n);
+        char *room;
+        size_t len;
+
+        if (r < 0)
+            fail(c, "compressed input: %s", conn_inflate_error(c->zin));
+        if (r != 0)
+            return r;
+        /* All compressed input is used up: only now read more of it. */
+        room = conn_inflate_room(c->zin, &len);
+        if (room == NULL) {
+            fail(c, "out of memory");
+            return -1;
+        }
+        r = transport_recv(c, room, len);
+        conn_inflate_added(c->zin, r > 0 ? (size_t)r : 0);
+        if (r <= 0)
+            return r;
+    }
+}
+
 /* Read what fits into the input buffer.  0, or -1 when the conn failed. */
 static int fill(struct conn *c, size_t *got)
 {
@@ -456,8 +555,7 @@ static int fill(struct conn *c, size_t *got)
     c->rd_more = 0;
     while (c->in_len < c->in_cap && !c->eof) {
         size_t room = c->in_cap - c->in_len;
-        ssize_t n = c->tls == TLS_ON ? tls_recv(c, c->in + c->in_len, room)
-                                     : raw_recv(c, c->in + c->in_len, room);
+        ssize_t n = app_recv(c, c->in + c->in_len, room);
         if (n < 0)
             return -1;
         if (n == 0)
@@ -465,9 +563,12 @@ static int fill(struct conn *c, size_t *got)
         c->in_len += (size_t)n;
         *got += (size_t)n;
         /* Level-triggered epoll reports the rest; OpenSSL's buffer it won't. */
-        if (c->tls == TLS_NONE && (size_t)n < room)
+        if (c->tls == TLS_NONE && c->zin == NULL && (size_t)n < room)
             break;
     }
+    /* Inflated output that did not fit waits inside zlib, unseen by epoll. */
+    if (c->zin != NULL && c->in_len == c->in_cap && conn_inflate_more(c->zin))
+        c->rd_more = 1;
     if (c->tls == TLS_ON && c->in_len == c->in_cap && !c->eof &&
         (SSL_pending(c->ssl) > 0 || SSL_has_pending(c->ssl)))
         c->rd_more = 1;
@@ -605,7 +706,7 @@ static void shut_step(struct conn *c, int events)
             c->out_len = c->out_plain;
         if (may_write(c, events))
             (void)flush_out(c);
-        if (!c->failed && c->out_len > 0)
+        if (!c->failed && out_unsent(c) > 0)
             return;
         if (!c->failed && c->tls == TLS_ON && ssl_close(c) == 0)
             return;
@@ -658,7 +759,7 @@ static void step(struct conn *c, int events)
     }
     if (read_step(c, events) < 0)
         return;
-    if (c->drained && c->out_len == 0 && !c->shut && !c->failed) {
+    if (c->drained && out_unsent(c) == 0 && !c->shut && !c->failed) {
         c->drained = 0;
         if (notify(c, CONN_EV_DRAINED) < 0)
             return;
@@ -673,7 +774,7 @@ static int want_events(const struct conn *c)
 
     if (c->failed || c->closed_told)
         return e;
-    if (c->wblocked && c->out_len > 0)
+    if (c->wblocked && out_unsent(c) > 0)
         e |= c->wr_want_read ? EV_READ : EV_WRITE;
     if (c->shut_want_write)
         e |= EV_WRITE;
@@ -755,10 +856,10 @@ static void on_timer(struct ev_loop *ev, void *arg)
     if (!c->paused && now - c->last_activity >= c->idle_ms && c->wblocked && !c->failed) {
         /* Before calling the peer idle: is it still taking our output?
          * epoll may not have said so yet in this turn. */
-        size_t before = c->out_len;
+        size_t before = out_unsent(c);
 
         (void)flush_out(c);
-        if (c->failed || c->out_len < before) {
+        if (c->failed || out_unsent(c) < before) {
             c->last_activity = now;
             kick(c); /* an error or CONN_EV_DRAINED is told from the hook */
         }
@@ -854,6 +955,10 @@ void conn_free(struct conn *c)
     c->in = NULL;
     c->in_len = 0;
     release_out(c);
+    conn_inflate_free(c->zin);
+    c->zin = NULL;
+    conn_deflate_free(c->zout);
+    c->zout = NULL;
     if (c->kick != NULL) {
         if (c->kick->armed)
             c->kick->c = NULL;
@@ -1056,7 +1161,7 @@ int conn_vprintf(struct conn *c, const char *fmt, va_list ap)
 
 size_t conn_out_pending(const struct conn *c)
 {
-    return c->out_len;
+    return out_unsent(c);
 }
 
 int conn_flush(struct conn *c)
@@ -1100,6 +1205,11 @@ static int starttls(struct conn *c, SSL_CTX *ctx, int server, const char *hostna
     }
     if (c->ssl != NULL) {
         set_err(c, "TLS is already active");
+        return -1;
+    }
+    if (c->zin != NULL || c->zout != NULL) {
+        /* RFC 4978: TLS first, then compression, never the other way. */
+        set_err(c, "TLS cannot start after compression");
         return -1;
     }
     ERR_clear_error();
@@ -1198,6 +1308,53 @@ SSL *conn_ssl(struct conn *c)
     return c->ssl;
 }
 
+int conn_compress(struct conn *c, int directions)
+{
+    if (c->failed || c->shut || c->dead) {
+        if (!c->failed)
+            set_err(c, "compression on a closed connection");
+        return -1;
+    }
+    if (c->tls == TLS_HANDSHAKE || ((directions & CONN_COMPRESS_IN) && c->zin != NULL) ||
+        ((directions & CONN_COMPRESS_OUT) && c->zout != NULL)) {
+        set_err(c, c->tls == TLS_HANDSHAKE ? "compression during a TLS handshake"
+                                           : "compression is already active");
+        return -1;
+    }
+    if (directions & CONN_COMPRESS_OUT) {
+        c->zout = conn_deflate_new();
+        if (c->zout == NULL) {
+            set_err(c, "compression: out of memory");
+            return -1;
+        }
+        c->out_raw = c->out_len; /* what is queued now goes as it is */
+    }
+    if (directions & CONN_COMPRESS_IN) {
+        /* What the peer sent after its request is compressed already. */
+        c->zin = conn_inflate_new(c->in_len > 0 ? c->in + c->in_off : "", c->in_len);
+        if (c->zin == NULL) {
+            set_err(c, "compression: out of memory");
+            return -1;
+        }
+        c->rd_more = c->in_len > 0;
+        if (c->rd_more && !c->eof_told)
+            c->eof = 0; /* a closed socket says so again once that is read */
+        c->in_len = 0;
+        c->in_off = 0;
+        release_in(c);
+        c->redeliver = 0;
+        if (c->rd_more)
+            kick(c);
+    }
+    update_interest(c);
+    return 0;
+}
+
+int conn_compressed(const struct conn *c)
+{
+    return (c->zin != NULL ? CONN_COMPRESS_IN : 0) | (c->zout != NULL ? CONN_COMPRESS_OUT : 0);
+}
+
 const char *conn_error(const struct conn *c)
 {
     return c->err;
@@ -1211,4 +1368,10 @@ size_t conn_in_alloc(const struct conn *c)
 size_t conn_out_alloc(const struct conn *c)
 {
     return c->out_cap;
+}
+
+size_t conn_deflate_alloc(const struct conn *c)
+{
+    return (c->zin != NULL ? conn_inflate_mem(c->zin) : 0) +
+           (c->zout != NULL ? conn_deflate_mem(c->zout) : 0);
 }

@@ -13,5 +13,7 @@ struct conn;
  * buffer is released), so that tests can prove the memory bounds. */
 size_t conn_in_alloc(const struct conn *c);
 size_t conn_out_alloc(const struct conn *c);
+/* Bytes held by compression: zlib's states and windows, its buffers. */
+size_t conn_deflate_alloc(const struct conn *c);
 
 #endif

@@ -15,6 +15,7 @@ Every process started here is stopped by PID; nothing outlives the test.
 import json
 import os
 import pwd
+import random
 import signal
 import socket
 import subprocess
@@ -37,13 +38,27 @@ def free_port():
     return free_ports(1)[0]
 
 
+# Listening ports for test instances come from below the kernel's ephemeral
+# range (32768-60999 here), so that no client connection of a test running
+# beside this one can take a port between its choice and a (re)start of
+# master; and above the fixed ports of make run (12xxx), the bench (13xxx)
+# and the peers (10xxx).
+PORT_RANGE = (20000, 32000)
+
+
 def free_ports(n):
     """n distinct free loopback ports (all held open while choosing)."""
     socks = []
+    rng = random.Random()
     try:
-        for _ in range(n):
+        while len(socks) < n:
             s = socket.socket()
-            s.bind(("127.0.0.1", 0))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", rng.randrange(*PORT_RANGE)))
+            except OSError:
+                s.close()
+                continue
             socks.append(s)
         return [s.getsockname()[1] for s in socks]
     finally:

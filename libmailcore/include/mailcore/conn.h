@@ -34,6 +34,13 @@
  * TLS is the same call right after conn_new().  CONN_EV_TLS_DONE or
  * CONN_EV_ERROR follow.
  *
+ * Compression: conn_compress() puts raw DEFLATE (RFC 1951, as IMAP
+ * COMPRESS=DEFLATE uses it) between the owner's bytes and the socket or TLS,
+ * for either direction or both.  Reading and writing look the same to the
+ * owner, with the same bounds: input is inflated only into the room the
+ * input buffer has, so a small input that inflates to gigabytes is a line
+ * too long, not a memory problem.
+ *
  * Memory: buffers are allocated when needed and released when empty, and
  * OpenSSL's are released with SSL_MODE_RELEASE_BUFFERS, so an idle
  * connection costs little.
@@ -146,6 +153,23 @@ size_t conn_tls_discarded(const struct conn *c);
 /* "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)" or "". */
 const char *conn_tls_summary(struct conn *c, char *buf, size_t len);
 SSL *conn_ssl(struct conn *c);
+
+/*
+ * Compression.  CONN_COMPRESS_OUT: every byte queued after those in the
+ * output buffer now (the reply that announces compression) is compressed,
+ * and each flush ends with a sync flush so that the peer can inflate every
+ * reply whole.  CONN_COMPRESS_IN: every byte not read by the owner yet --
+ * input buffered now included -- is inflated.  0, or -1 (conn_error()) if
+ * a direction asked for is compressed already, during a TLS handshake or
+ * out of memory.  A corrupt compressed stream from the peer is
+ * CONN_EV_ERROR ("compressed input: REASON").  TLS cannot start once
+ * compression has.
+ */
+#define CONN_COMPRESS_IN 1
+#define CONN_COMPRESS_OUT 2
+int conn_compress(struct conn *c, int directions);
+/* The directions compressed (CONN_COMPRESS_* bits), 0 for none. */
+int conn_compressed(const struct conn *c);
 
 const char *conn_error(const struct conn *c);
 
