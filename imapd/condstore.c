@@ -139,21 +139,6 @@ static struct imap_seq_range *sorted_ranges(const struct imap_seqset *set, uint3
     return r;
 }
 
-/* The first message of the view with a uid >= uid (v->n: none). */
-static size_t first_at(const struct view *v, uint32_t uid)
-{
-    size_t lo = 0, hi = v->n;
-
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (v->msgs[mid].uid < uid)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
-}
-
 /* "* VANISHED (EARLIER)": the uids of r (sorted ranges) the view lacks. */
 static void vanished_earlier(struct imap_session *s, const struct imap_seq_range *r, size_t n)
 {
@@ -162,7 +147,7 @@ static void vanished_earlier(struct imap_session *s, const struct imap_seq_range
 
     for (size_t i = 0; i < n; i++) {
         uint64_t next = r[i].lo;
-        for (size_t k = first_at(v, r[i].lo); k < v->n && v->msgs[k].uid <= r[i].hi; k++) {
+        for (size_t k = view_first_at(v, r[i].lo); k < v->n && v->msgs[k].uid <= r[i].hi; k++) {
             if (v->msgs[k].uid > next)
                 setout_add(&o, (uint32_t)next, v->msgs[k].uid - 1);
             next = (uint64_t)v->msgs[k].uid + 1;
@@ -219,7 +204,7 @@ static void changed_since(struct imap_session *s, const struct imap_seq_range *r
     const struct view *v = s->view;
 
     for (size_t i = 0; i < n; i++)
-        for (size_t k = first_at(v, r[i].lo); k < v->n && v->msgs[k].uid <= r[i].hi; k++)
+        for (size_t k = view_first_at(v, r[i].lo); k < v->n && v->msgs[k].uid <= r[i].hi; k++)
             if (v->msgs[k].modseq > modseq)
                 condstore_fetch_line(s, k + 1, &v->msgs[k], 1);
 }

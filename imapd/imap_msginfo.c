@@ -235,16 +235,24 @@ static int expect(struct cur *c, char ch)
     return 0;
 }
 
+/* NIL, consumed: 1; else 0. */
+static int nil(struct cur *c)
+{
+    sp(c);
+    if (c->len - c->i >= 3 && strncasecmp(c->s + c->i, "NIL", 3) == 0) {
+        c->i += 3;
+        return 1;
+    }
+    return 0;
+}
+
 /* nstring into out (NULL: skip).  1 string, 0 NIL, -1 malformed. */
 static int nstring(struct cur *c, struct mime_buf *out)
 {
-    sp(c);
     if (out)
         mime_buf_reset(out);
-    if (c->len - c->i >= 3 && strncasecmp(c->s + c->i, "NIL", 3) == 0) {
-        c->i += 3;
+    if (nil(c))
         return 0;
-    }
     if (c->i < c->len && c->s[c->i] == '"') {
         for (c->i++; c->i < c->len && c->s[c->i] != '"'; c->i++) {
             if (c->s[c->i] == '\\' && c->i + 1 < c->len)
@@ -284,11 +292,8 @@ static int addr_list(struct cur *c, struct imap_env_addr *a)
 {
     struct mime_buf route;
 
-    sp(c);
-    if (c->len - c->i >= 3 && strncasecmp(c->s + c->i, "NIL", 3) == 0) {
-        c->i += 3;
+    if (nil(c))
         return 0;
-    }
     if (expect(c, '(') < 0)
         return -1;
     mime_buf_init(&route, 64 * 1024);
@@ -421,11 +426,8 @@ static int address_text(struct cur *c, struct mime_buf *out)
 
 static int address_list_text(struct cur *c, struct mime_buf *out)
 {
-    sp(c);
-    if (c->len - c->i >= 3 && strncasecmp(c->s + c->i, "NIL", 3) == 0) {
-        c->i += 3;
+    if (nil(c))
         return 0;
-    }
     if (expect(c, '(') < 0)
         return -1;
     for (;;) {

@@ -225,6 +225,8 @@ int view_sync(struct imap_session *s, int allow_expunge);
 void view_sleep(struct view *v);
 int view_wake(struct imap_session *s);
 uint32_t view_seq_of_uid(const struct view *v, uint32_t uid);       /* 0: none */
+/* The index of the first message with a uid >= uid (v->n: none). */
+size_t view_first_at(const struct view *v, uint32_t uid);
 /* A sequence set (not UIDs) names only messages that exist ('*' aside). */
 int view_seqset_valid(const struct view *v, const struct imap_seqset *set);
 /* Every message a set names (seq or uid), in ascending order: indexes. */

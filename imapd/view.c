@@ -417,9 +417,7 @@ int view_wake(struct imap_session *s)
     return s->view->asleep ? sync_view(s, 1, 1) : 0;
 }
 
-
-
-uint32_t view_seq_of_uid(const struct view *v, uint32_t uid)
+size_t view_first_at(const struct view *v, uint32_t uid)
 {
     size_t lo = 0, hi = v->n;
 
@@ -430,7 +428,14 @@ uint32_t view_seq_of_uid(const struct view *v, uint32_t uid)
         else
             hi = mid;
     }
-    return lo < v->n && v->msgs[lo].uid == uid ? (uint32_t)(lo + 1) : 0;
+    return lo;
+}
+
+uint32_t view_seq_of_uid(const struct view *v, uint32_t uid)
+{
+    size_t i = view_first_at(v, uid);
+
+    return i < v->n && v->msgs[i].uid == uid ? (uint32_t)(i + 1) : 0;
 }
 
 int view_seqset_valid(const struct view *v, const struct imap_seqset *set)

@@ -118,6 +118,7 @@ int main(int argc, char **argv)
     struct service svc;
     struct relayq q;
     char err[1024];
+    size_t swept;
     int status;
 
     service_set_pre_drop(read_password);
@@ -139,6 +140,8 @@ int main(int argc, char **argv)
              conf_str(svc.conf, "run_directory"));
     if (queue_init(q.queue_dir, err, sizeof err) < 0)
         log_fatal("%s", err);
+    if ((swept = queue_sweep(q.queue_dir, RELAYQ_SWEEP_AGE)) > 0)
+        log_info("removed %zu files a crash left in %s", swept, q.queue_dir);
     svc.on_stop = on_stop;
     svc.arg = &q;
     if (ev_signal_add(svc.ev, SIGCHLD, on_child, &q) < 0)

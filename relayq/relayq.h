@@ -19,6 +19,7 @@
 #define RELAYQ_RETRY_MIN 60    /* first back-off, seconds; doubles */
 #define RELAYQ_RETRY_MAX 3600
 #define RELAYQ_YOUNG 5 /* seconds an unannounced new entry is left alone */
+#define RELAYQ_SWEEP_AGE 600 /* crash debris older than this goes at start-up */
 #define RELAYQ_NO_RELAY "no relay configured: set mailserver_host"
 
 struct service;

@@ -227,9 +227,10 @@ static int scan_one(const char *id, void *arg)
         return 0;
     }
     at(s, expires);
-    /* submitd queues a message just before it commits it (and may take it
-     * back if the commit fails); it wakes us once committed.  A scan that no
-     * wake-up started leaves brand-new entries alone for a moment. */
+    /* submitd publishes an entry only after its commit, and wakes us (at
+     * most every 100 ms).  A scan that no wake-up started leaves brand-new
+     * entries to that wake-up for a moment, so that they go out together in
+     * one worker's batch. */
     if (!q->woken && !q->flush && s->now - e.created < RELAYQ_YOUNG) {
         int fresh = 1;
         for (size_t i = 0; i < e.nrcpts; i++)

@@ -351,6 +351,33 @@ class TestCrash(RelayqCase):
             print(f"\n  duplicates around a kill (250 just before it): {dups}")
 
 
+    def test_start_up_sweeps_crash_debris_and_keeps_entries(self):
+        # A submitd killed between staging and publishing leaves env/.QID.tmp
+        # and msg/QID; relayq removes them at start-up once they are old
+        # enough, never a young one (a commit in flight) nor a real entry.
+        self.start(None)
+        self.submit("kept")
+        self.assertTrue(wait_for(lambda: len(self.queue()) == 1, 20, 0.2), self.queue())
+        self.assertEqual(self.mc.stop(), 0)
+        qdir = self.mc.settings["queue_directory"]
+        old = time.time() - 3600
+        debris = [os.path.join(qdir, "env", ".OLDSTAGED.tmp"),
+                  os.path.join(qdir, "msg", "OLDSTAGED"), os.path.join(qdir, "msg", "OLDORPHAN")]
+        young = [os.path.join(qdir, "env", ".YOUNG.tmp"), os.path.join(qdir, "msg", "YOUNG")]
+        for path in debris + young:
+            with open(path, "w") as f:
+                f.write("x\n")
+        for path in debris:
+            os.utime(path, (old, old))
+        self.mc.start()
+        self.assertTrue(wait_for(lambda: not any(os.path.exists(p) for p in debris), 20, 0.1),
+                        f"debris left: {[p for p in debris if os.path.exists(p)]}")
+        self.assertTrue(all(os.path.exists(p) for p in young), "a young staged entry was removed")
+        self.assertEqual([e["recipients"][0]["address"] for e in self.queue()],
+                         ["bob@remote.example"])
+        self.assertIn("removed 3 files a crash left in", self.mc.read_log())
+
+
 class TestQueueCommands(RelayqCase):
     def test_no_relay_list_json_hold_release_delete(self):
         self.start(None)                # mailserver_host empty

@@ -23,8 +23,9 @@
  *	    why TEXT                its last failure, for a person
  *	    notified                (bounced) its DSN is in the sender's INBOX
  * The message file is durable before the envelope is renamed into env/, so
- * an envelope always has its message; a message without an envelope is
- * debris of a crash and goes at relayq's start-up.  submitd writes an entry
+ * an envelope always has its message; a message without an envelope, and a
+ * staged envelope never renamed, are debris of a crash: queue_sweep()
+ * removes them at relayq's start-up.  submitd writes an entry
  * in two steps so that a whole group commit needs one sync: queue_stage()
  * writes msg/QID and env/.QID.tmp unsynced, the caller syncs the
  * filesystem (the store's syncfs() in the same group commit), and
@@ -131,6 +132,10 @@ int queue_delete(const char *queue_dir, const char *qid, char *err, size_t errle
 /* Call cb for every envelope in env/ (temp files skipped), in no order;
  * stops at cb's first non-zero return and returns it.  -1 (err) when env/
  * cannot be read. */
+/* Remove crash debris older than min_age seconds: env/.QID.tmp, and
+ * msg/QID without an envelope (queue_sweep.c).  The number removed. */
+size_t queue_sweep(const char *queue_dir, unsigned min_age);
+
 int queue_foreach(const char *queue_dir, int (*cb)(const char *qid, void *arg), void *arg,
                   char *err, size_t errlen);
 
