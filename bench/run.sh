@@ -279,6 +279,7 @@ MSG
                     "${PEERS_SMTP_PORT:-10025}" 10143 10587 "$pids" "$ucount" 10026 10993
                 "$peers" tuning stock >&2
                 "$peers" restart >&2
+                pids=$(peers_pids)      # the relay workload measures these
             else
                 echo "run.sh: BENCH_PEERS_LOGIN_PERF=1 needs BENCH_START_PEERS=1 (peers not started here): skipped" >&2
             fi
