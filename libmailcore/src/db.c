@@ -104,14 +104,14 @@ static const struct {
     unsigned flags;
     uint32_t since;             /* schema version that added it (0: 2 or older) */
 } dbx_table[DBX_COUNT] = {
-    [DBX_META] = {"meta", 0},           [DBX_USERS] = {"users", 0},
-    [DBX_ADDRESSES] = {"addresses", 0}, [DBX_DOMAINS] = {"domains", 0},
-    [DBX_GROUPS] = {"groups", 0},       [DBX_MEMBERS] = {"members", 0},
-    [DBX_MAILBOXES] = {"mailboxes", 0}, [DBX_MBOXIDS] = {"mboxids", 0},
-    [DBX_MESSAGES] = {"messages", 0},   [DBX_FILES] = {"files", 0},
-    [DBX_KEYWORDS] = {"keywords", 0},   [DBX_SUBSCRIPTIONS] = {"subscriptions", 0},
-    [DBX_CACHE] = {"cache", 0},         [DBX_AUTHFAIL] = {"authfail", 0},
-    [DBX_SENTIDS] = {"sentids", 0},     [DBX_QUOTAS] = {"quotas", 0, 3},
+    [DBX_META] = {"meta", 0, 0},           [DBX_USERS] = {"users", 0, 0},
+    [DBX_ADDRESSES] = {"addresses", 0, 0}, [DBX_DOMAINS] = {"domains", 0, 0},
+    [DBX_GROUPS] = {"groups", 0, 0},       [DBX_MEMBERS] = {"members", 0, 0},
+    [DBX_MAILBOXES] = {"mailboxes", 0, 0}, [DBX_MBOXIDS] = {"mboxids", 0, 0},
+    [DBX_MESSAGES] = {"messages", 0, 0},   [DBX_FILES] = {"files", 0, 0},
+    [DBX_KEYWORDS] = {"keywords", 0, 0},   [DBX_SUBSCRIPTIONS] = {"subscriptions", 0, 0},
+    [DBX_CACHE] = {"cache", 0, 0},         [DBX_AUTHFAIL] = {"authfail", 0, 0},
+    [DBX_SENTIDS] = {"sentids", 0, 0},     [DBX_QUOTAS] = {"quotas", 0, 3},
 };
 
 static size_t initial_mapsize;
