@@ -59,7 +59,9 @@ class RunningMaster(unittest.TestCase):
         self.assertIn(" imapd imap ", self.mc.testd_line("imap_port"))
 
     def test_master_restarts_killed_daemon_within_a_second(self):
-        old = self.mc.pids_of("smtpd")
+        # Both smtpd workers exist (READY=1 may come before the last exec).
+        old = wait_for(lambda: len(self.mc.pids_of("smtpd")) == 2 and self.mc.pids_of("smtpd"), 3)
+        self.assertTrue(old, self.mc.read_log())
         os.kill(old[0], signal.SIGKILL)
         t0 = time.monotonic()
         new = wait_for(lambda: len(self.mc.pids_of("smtpd")) == 2
@@ -68,7 +70,8 @@ class RunningMaster(unittest.TestCase):
         self.assertTrue(new, self.mc.read_log())
         self.assertLess(elapsed, 1.0)
         self.assertNotIn(old[0], new)
-        self.assertIn("killed by signal 9", self.mc.read_log())
+        logged = wait_for(lambda: "killed by signal 9" in self.mc.read_log(), 2)
+        self.assertTrue(logged, f"old {old}, new {new}:\n{self.mc.read_log()}")
         self.assertTrue(self.mc.testd_line("smtpd_port").startswith("220 testd smtpd"))
 
     def test_master_sighup_reload_applies_changed_value(self):
