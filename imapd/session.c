@@ -487,7 +487,6 @@ static void on_conn(struct conn *c, enum conn_event ev, void *arg)
 {
     struct imap_session *s = arg;
 
-    (void)c;
     switch (ev) {
     case CONN_EV_READ:
         session_input(s);
@@ -511,8 +510,12 @@ static void on_conn(struct conn *c, enum conn_event ev, void *arg)
     case CONN_EV_TIMEOUT:
         imap_session_close(s, "Autologout; idle for too long");
         break;
-    case CONN_EV_EOF:
     case CONN_EV_ERROR:
+        log_info("lost connection from unknown[%s]%s%s: %s", s->addr,
+                 s->user[0] ? " user=" : "", s->user, conn_error(c));
+        session_free(s);
+        break;
+    case CONN_EV_EOF:
     case CONN_EV_CLOSED:
         session_free(s);
         break;

@@ -25,6 +25,7 @@ import zlib
 
 from test_imapd import (TIMEOUT, Imap, ImapCase, PASSWORD, deliver, message,  # noqa: F401
                         tearDownModule, tls_context)
+from mcfixture import wait_for
 
 
 class ZImap(Imap):
@@ -202,6 +203,10 @@ class Compress(ImapCase):
         c.send_raw(b"\xff\xfe garbage that is no deflate stream \x00\x01" * 10)
         self.assertTrue(c.closed_by_server(5), "a corrupt stream must end the connection")
         self.still_serving()
+        # The administrator learns why: the session's log line names the stream error.
+        self.assertTrue(wait_for(lambda: re.search(
+            rf"lost connection from unknown\[127\.0\.0\.1\] user={name}: compressed input",
+            self.mc.read_log()), 5), self.mc.read_log()[-2000:])
 
     def test_decompression_bomb_is_line_too_long(self):
         name, _ = self.user()
