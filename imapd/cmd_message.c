@@ -533,7 +533,13 @@ void cmd_expunge(struct imap_session *s, int uid, const struct imap_arg *args, s
             return;
     }
     if (expunge(s, uid ? &set : NULL) == 0 && view_sync(s, 1) == 0) {
-        imap_tagged(s, "OK", "Expunge completed");
+        /* With CONDSTORE on, the client's new HIGHESTMODSEQ (RFC 7162
+         * 3.2.10: what a QRESYNC client keeps for its next SELECT). */
+        if (s->condstore)
+            imap_tagged(s, "OK", "[HIGHESTMODSEQ %llu] Expunge completed",
+                        (unsigned long long)s->view->highestmodseq);
+        else
+            imap_tagged(s, "OK", "Expunge completed");
         imap_command_done(s);
     }
     if (uid)

@@ -230,7 +230,10 @@ class Qresync(CondstoreCase):
         a.ok("STORE 1,3 +FLAGS.SILENT (\\Deleted)")    # seqs 1 and 3 are uids 1 and 5
         r = a.ok("EXPUNGE")
         self.assertEqual(r.matching("VANISHED|EXPUNGE"), ["VANISHED 1,5"])
+        self.assertEqual(r.code, f"HIGHESTMODSEQ {self.hms()[0]}", r)
         self.assertEqual([int(i["UID"]) for _, i in a.ok("FETCH 1:* (UID)").fetches()], [4, 6])
+        plain.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+        self.assertEqual(plain.ok("EXPUNGE").code, "", "no CONDSTORE: no HIGHESTMODSEQ code")
 
     def test_idle_session_gets_vanished(self):
         a = self.session(enable="QRESYNC")
