@@ -61,6 +61,8 @@ static int crypt_failed(const char *res)
     return res == NULL || res[0] == '*' || res[0] == '\0';
 }
 
+_Static_assert(AUTH_PASSWORD_MAX < CRYPT_MAX_PASSPHRASE_SIZE, "libcrypt refuses longer");
+
 int auth_hash(const char *password, char *out, size_t outlen, char *err, size_t errlen)
 {
     char setting[CRYPT_GENSALT_OUTPUT_SIZE];

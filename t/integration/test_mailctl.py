@@ -58,6 +58,12 @@ class Users(unittest.TestCase):
         r = self.mc.mailctl("user", "add", "carol", "--password-stdin", input="\n")
         self.assertEqual(r.returncode, 1)
         self.assertIn("empty", r.stderr)
+        for size in (512, 600, 5000):   # libcrypt takes 511 bytes at most
+            r = self.mc.mailctl("user", "add", "carol", "--password-stdin", input="x" * size + "\n")
+            self.assertEqual(r.returncode, 1, size)
+            self.assertEqual(r.stderr.strip(), "mailctl: password too long (max 511 bytes)")
+        r = self.mc.mailctl("user", "add", "carol", "--password-stdin", input="x" * 511 + "\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
         r = self.mc.mailctl("user", "del", "nobody-here")
         self.assertEqual(r.returncode, 1)
         self.assertIn("no user nobody-here", r.stderr)

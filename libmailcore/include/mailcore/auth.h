@@ -20,7 +20,7 @@
 #include <stdio.h>
 
 #define AUTH_HASH_MAX 255
-#define AUTH_PASSWORD_MAX 1024
+#define AUTH_PASSWORD_MAX 511   /* libcrypt hashes at most CRYPT_MAX_PASSPHRASE_SIZE - 1 */
 #define AUTH_DELAY_MAX_MS 15000
 #define AUTH_PENALTY_TTL 900
 
