@@ -9,9 +9,9 @@
  * caches it at delivery).  A message without a cached ENVELOPE (its parse
  * failed then; FETCH fills it later), and every message for
  * THREAD=REFERENCES (References is not part of ENVELOPE), has its header
- * read from the file instead: at most SORT_HEADER_MAX bytes, in
- * SORT_HEADER_CHUNK pieces up to the empty line, never the body.  The
- * cache is left as it is (its record holds BODYSTRUCTURE too).
+ * read from the file instead (msgfile.c, header only) and parsed up to
+ * SORT_HEADER_MAX bytes, never the body.  The cache is left as it is (its
+ * record holds BODYSTRUCTURE too).
  *
  * Memory: one record per selected message with the keys asked for, each
  * cut to IMAP_SORT_KEY_MAX bytes; messages are read SORT_BATCH at a time,
@@ -22,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
 
 #include "imap_sort.h"
 #include "imapd.h"
@@ -30,8 +29,7 @@
 #include "mailcore/service.h"
 #include "mailcore/store.h"
 
-#define SORT_HEADER_MAX (64 * 1024) /* bytes of a header read from a file */
-#define SORT_HEADER_CHUNK 4096      /* read at a time, until the empty line */
+#define SORT_HEADER_MAX (64 * 1024) /* bytes of a file's header parsed */
 #define SORT_BATCH 256              /* messages per read transaction */
 #define SORT_CRITERIA_MAX 16
 
@@ -98,7 +96,7 @@ struct gather {
     int need_env, need_refs;
     struct msg_info *batch;
     size_t from, count; /* the batch: idx[from .. from + count) */
-    char *hdr;          /* SORT_HEADER_MAX bytes */
+    struct msgfile file; /* the header being read */
     struct mime_buf envtext;
 };
 
@@ -123,61 +121,27 @@ static int tx_batch(struct db_txn *txn, void *arg)
     return 0;
 }
 
-/* The header of a stored file (up to SORT_HEADER_MAX bytes, read in
- * SORT_HEADER_CHUNK pieces until the empty line) into g->hdr; its length
- * with the empty line, 0 when it cannot be read. */
-static size_t read_header(struct gather *g, uint64_t file_id)
-{
-    int fd = store_file_open(g->s->srv->svc->store, file_id);
-    size_t len = 0, scan = 0;
-
-    if (fd < 0)
-        return 0;
-    while (len < SORT_HEADER_MAX) {
-        size_t want =
-            SORT_HEADER_MAX - len < SORT_HEADER_CHUNK ? SORT_HEADER_MAX - len : SORT_HEADER_CHUNK;
-        ssize_t r = pread(fd, g->hdr + len, want, (off_t)len);
-
-        if (r <= 0)
-            break;
-        len += (size_t)r;
-        /* The empty line: "\n\n" or "\n\r\n". */
-        for (; scan < len; scan++) {
-            if (g->hdr[scan] != '\n')
-                continue;
-            if (scan + 1 < len && g->hdr[scan + 1] == '\n') {
-                len = scan + 2;
-                goto out;
-            }
-            if (scan + 2 < len && g->hdr[scan + 1] == '\r' && g->hdr[scan + 2] == '\n') {
-                len = scan + 3;
-                goto out;
-            }
-            if (scan + 2 >= len)
-                break; /* look again when more has come */
-        }
-    }
-out:
-    close(fd);
-    return len;
-}
-
 /* ENVELOPE (and References) of m from its file's header. */
 static void header_info(struct gather *g, struct msg_info *m)
 {
-    size_t len = read_header(g, m->dm.file_id);
-    struct mime_msg *msg = len ? mime_parse(g->hdr, len) : NULL;
+    struct mime_msg *msg = NULL;
     struct mime_header h;
+    size_t len;
 
     mime_buf_reset(&m->refs);
-    if (msg == NULL)
-        return;
-    mime_buf_reset(&g->envtext);
-    if (mime_imap_envelope(msg->root, &g->envtext) == 0)
-        m->have_env = imap_env_parse(g->envtext.p, g->envtext.len, &m->env) == 0;
-    if (g->need_refs && mime_header_find(msg->root, "References", &h) && h.value)
-        mime_buf_add(&m->refs, h.value, h.value_len);
-    mime_free(msg);
+    if (msgfile_load(&g->file, g->s->srv->svc->store, m->dm.file_id, 1) == 0) {
+        len = msgfile_header_len(&g->file);
+        msg = mime_parse(g->file.p ? g->file.p : "", len < SORT_HEADER_MAX ? len : SORT_HEADER_MAX);
+    }
+    if (msg != NULL) {
+        mime_buf_reset(&g->envtext);
+        if (mime_imap_envelope(msg->root, &g->envtext) == 0)
+            m->have_env = imap_env_parse(g->envtext.p, g->envtext.len, &m->env) == 0;
+        if (g->need_refs && mime_header_find(msg->root, "References", &h) && h.value)
+            mime_buf_add(&m->refs, h.value, h.value_len);
+        mime_free(msg);
+    }
+    msgfile_release(&g->file);
 }
 
 /* RFC 5256 2.2: the Date field, else the internal date. */
@@ -199,12 +163,8 @@ static int gather_all(struct gather *g, int (*each)(struct gather *, struct msg_
     int rc = 0;
 
     g->batch = calloc(SORT_BATCH, sizeof *g->batch);
-    g->hdr = malloc(SORT_HEADER_MAX);
-    if (g->batch == NULL || g->hdr == NULL) {
-        free(g->batch);
-        free(g->hdr);
+    if (g->batch == NULL)
         return -1;
-    }
     for (size_t i = 0; i < SORT_BATCH; i++) {
         imap_env_init(&g->batch[i].env);
         mime_buf_init(&g->batch[i].refs, SORT_HEADER_MAX);
@@ -230,7 +190,7 @@ static int gather_all(struct gather *g, int (*each)(struct gather *, struct msg_
         mime_buf_free(&g->batch[i].refs);
     }
     free(g->batch);
-    free(g->hdr);
+    msgfile_free(&g->file);
     mime_buf_free(&g->envtext);
     return rc;
 }
