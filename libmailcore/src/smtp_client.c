@@ -624,6 +624,20 @@ static void auth_failed(struct smtp_client *c, const struct reply *r, const char
     err->setting = r->code == 535 ? "mailserver_user, mailserver_password" : NULL;
 }
 
+/* The relay's last AUTH reply: 0 on 235; else, after cancelling a 334
+ * that wants more than the credentials (RFC 4954 4), the failure and -1. */
+static int auth_result(struct smtp_client *c, struct reply *r, const char *mech,
+                       struct smtp_client_error *err)
+{
+    if (r->code == 235)
+        return 0;
+    if (r->code == 334 && command(c, r, SMTP_CLIENT_STEP_AUTH, NULL, "*", err) < 0)
+        return -1;
+    auth_failed(c, r, mech, err);
+    smtp_io_close(&c->io);
+    return -1;
+}
+
 static int auth_plain(struct smtp_client *c, struct smtp_client_error *err)
 {
     unsigned char raw[2 * SMTP_CLIENT_CRED_MAX + 2];
@@ -645,14 +659,7 @@ static int auth_plain(struct smtp_client *c, struct smtp_client_error *err)
     OPENSSL_cleanse(c->out, sizeof c->out);
     if (rc < 0)
         return -1;
-    if (r.code == 235)
-        return 0;
-    /* It wants more than the credentials: cancel (RFC 4954 4). */
-    if (r.code == 334 && command(c, &r, SMTP_CLIENT_STEP_AUTH, NULL, "*", err) < 0)
-        return -1;
-    auth_failed(c, &r, "PLAIN", err);
-    smtp_io_close(&c->io);
-    return -1;
+    return auth_result(c, &r, "PLAIN", err);
 }
 
 static int auth_login(struct smtp_client *c, struct smtp_client_error *err)
@@ -673,13 +680,7 @@ static int auth_login(struct smtp_client *c, struct smtp_client_error *err)
         if (rc < 0)
             return -1;
     }
-    if (r.code == 235)
-        return 0;
-    if (r.code == 334 && command(c, &r, SMTP_CLIENT_STEP_AUTH, NULL, "*", err) < 0)
-        return -1;
-    auth_failed(c, &r, "LOGIN", err);
-    smtp_io_close(&c->io);
-    return -1;
+    return auth_result(c, &r, "LOGIN", err);
 }
 
 static int auth(struct smtp_client *c, struct smtp_client_error *err)
