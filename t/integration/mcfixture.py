@@ -47,19 +47,29 @@ PORT_RANGE = (20000, 32000)
 
 
 def free_ports(n):
-    """n distinct free loopback ports (all held open while choosing)."""
+    """n distinct free loopback ports (all held open while choosing).
+
+    Each socket listens: Linux lets two SO_REUSEADDR sockets bind the same
+    port as long as neither listens, which once gave smtpd_port and
+    submission_ssl_port the same number."""
     socks = []
+    chosen = set()
     rng = random.Random()
     try:
         while len(socks) < n:
+            port = rng.randrange(*PORT_RANGE)
+            if port in chosen:
+                continue
             s = socket.socket()
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
-                s.bind(("127.0.0.1", rng.randrange(*PORT_RANGE)))
+                s.bind(("127.0.0.1", port))
+                s.listen(1)
             except OSError:
                 s.close()
                 continue
             socks.append(s)
+            chosen.add(port)
         return [s.getsockname()[1] for s in socks]
     finally:
         for s in socks:
