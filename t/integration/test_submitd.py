@@ -1475,7 +1475,11 @@ class RelayAcl(SubmitdCase):
             self.mc.mailctl("reload", check=True)
         self.assertTrue(wait_for(lambda: mail_reply() == 550, 10),
                         "relay_acl = senders not in force again after reload")
-        self.submitd_before = self.mc.pids_of("submitd")    # a reload may restart them
+        # A reload may restart them: the old generation finishes its
+        # sessions and exits beside the new one, so wait for the count.
+        count = len(self.submitd_before)
+        wait_for(lambda: len(self.mc.pids_of("submitd")) == count, 10)
+        self.submitd_before = self.mc.pids_of("submitd")
 
     def test_plaintext_auth_setting_yes_allows_auth_before_tls(self):
         # With submission_allow_plaintext_auth = yes any client may log in before
