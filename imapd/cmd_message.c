@@ -20,12 +20,19 @@
 #include "mailcore/service.h"
 #include "mailcore/store.h"
 
-/* A set argument; sequence numbers must name existing messages (BAD). */
+/* A set argument ("$" included); sequence numbers must name existing
+ * messages (BAD). */
 static int parse_set(struct imap_session *s, const struct imap_arg *a, int uid,
                      struct imap_seqset *set)
 {
-    if (a->type != IMAP_ARG_ATOM || imap_seqset_parse(a->s, a->len, set) < 0 || set->saved) {
+    if (a->type != IMAP_ARG_ATOM || imap_seqset_parse(a->s, a->len, set) < 0) {
         imap_tagged(s, "BAD", "Invalid sequence set");
+        imap_command_done(s);
+        return -1;
+    }
+    if (searchres_expand(s->view, set, uid) < 0) {
+        imap_seqset_free(set);
+        imap_tagged(s, "NO", "[SERVERBUG] Out of memory");
         imap_command_done(s);
         return -1;
     }

@@ -1,6 +1,7 @@
 /*
  * cmd_search.c - SEARCH and UID SEARCH (RFC 3501 6.4.4), with ESEARCH's
- * RETURN (MIN MAX COUNT ALL) for IMAP4rev2 (RFC 9051, RFC 4731).
+ * RETURN (MIN MAX COUNT ALL) for IMAP4rev2 (RFC 9051, RFC 4731) and SAVE
+ * with "$" (RFC 5182, searchres.c).
  *
  * Flags, sequence numbers and uids come from the session's view; size,
  * dates and modseq from the index.  SUBJECT, FROM, TO, CC and BCC read the
@@ -209,8 +210,12 @@ static int eval(struct search_ctx *c, const struct imap_search_key *k, struct ca
     case IMAP_SK_NOT:
         return !eval(c, &k->sub[0], m);
     case IMAP_SK_SEQSET:
+        if (k->set.saved)
+            return searchres_has(v, m->vm->uid);
         return imap_seqset_contains(&k->set, (uint32_t)m->seq, (uint32_t)v->n);
     case IMAP_SK_UID:
+        if (k->set.saved)
+            return searchres_has(v, m->vm->uid);
         return imap_seqset_contains(&k->set, m->vm->uid, c->max_uid);
     case IMAP_SK_FLAG:
     case IMAP_SK_UNFLAG: {
@@ -298,13 +303,42 @@ static int tx_search(struct db_txn *txn, void *arg)
     return 0;
 }
 
-void search_report(struct imap_session *s, int uid, const uint32_t *hits, size_t n,
-                   unsigned ret, int esearch, uint64_t modseq)
+int search_return_options(const struct imap_arg *list, unsigned *ret)
 {
-    enum { R_MIN = 1, R_MAX = 2, R_COUNT = 4, R_ALL = 8 };
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } options[] = {{"MIN", SEARCH_RET_MIN}, {"MAX", SEARCH_RET_MAX},
+                   {"COUNT", SEARCH_RET_COUNT}, {"ALL", SEARCH_RET_ALL},
+                   {"SAVE", SEARCH_RET_SAVE}};
 
+    *ret = 0;
+    if (list->type != IMAP_ARG_LIST)
+        return -1;
+    for (size_t i = 0; i < list->nlist; i++) {
+        size_t k;
+
+        for (k = 0; k < sizeof options / sizeof options[0]; k++)
+            if (list->list[i].type == IMAP_ARG_ATOM &&
+                strcasecmp(list->list[i].s, options[k].name) == 0)
+                break;
+        if (k == sizeof options / sizeof options[0])
+            return -1;
+        *ret |= options[k].bit;
+    }
+    return 0;
+}
+
+void search_report(struct imap_session *s, const char *word, int uid, const uint32_t *hits,
+                   size_t n, unsigned ret, int esearch, uint64_t modseq)
+{
+    enum { R_MIN = SEARCH_RET_MIN, R_MAX = SEARCH_RET_MAX, R_COUNT = SEARCH_RET_COUNT,
+           R_ALL = SEARCH_RET_ALL };
+
+    if (esearch && ret == SEARCH_RET_SAVE)
+        return;                         /* RFC 5182 2.4: SAVE alone answers nothing */
     if (!esearch) {
-        conn_printf(s->conn, "* SEARCH");
+        conn_printf(s->conn, "* %s", word);
         for (size_t i = 0; i < n; i++)
             conn_printf(s->conn, " %u", hits[i]);
         if (n && modseq)
@@ -361,6 +395,16 @@ size_t *search_run(struct imap_session *s, const struct imap_search_key *root, s
     return c.hits;
 }
 
+/* A SEARCH that fails: with SAVE, "$" is then empty (RFC 5182 2.1). */
+static void search_fail(struct imap_session *s, unsigned ret, const char *status,
+                        const char *text)
+{
+    if (ret & SEARCH_RET_SAVE)
+        searchres_clear(s->view);
+    imap_tagged(s, status, "%s", text);
+    imap_command_done(s);
+}
+
 void cmd_search(struct imap_session *s, int uid, const struct imap_arg *args, size_t nargs)
 {
     struct view *v = s->view;
@@ -372,22 +416,19 @@ void cmd_search(struct imap_session *s, int uid, const struct imap_arg *args, si
     uint64_t modseq;
     const char *why = "Invalid search";
 
-    if (i + 1 < nargs && args[i].type == IMAP_ARG_ATOM && strcasecmp(args[i].s, "RETURN") == 0 &&
-        args[i + 1].type == IMAP_ARG_LIST) {
-        esearch = 1;
-        for (size_t k = 0; k < args[i + 1].nlist; k++) {
-            const char *w = args[i + 1].list[k].s ? args[i + 1].list[k].s : "";
-            ret |= strcasecmp(w, "MIN") == 0 ? 1 : strcasecmp(w, "MAX") == 0 ? 2
-                 : strcasecmp(w, "COUNT") == 0 ? 4 : strcasecmp(w, "ALL") == 0 ? 8 : 0;
+    if (i + 1 < nargs && args[i].type == IMAP_ARG_ATOM && strcasecmp(args[i].s, "RETURN") == 0) {
+        if (search_return_options(&args[i + 1], &ret) < 0) {
+            search_fail(s, 0, "BAD", "Invalid RETURN options");
+            return;
         }
+        esearch = 1;
         i += 2;
     }
     if (i + 1 < nargs && args[i].type == IMAP_ARG_ATOM && strcasecmp(args[i].s, "CHARSET") == 0) {
         char cs[32];
         if (imap_astring(&args[i + 1], cs, sizeof cs) < 0 ||
             (strcasecmp(cs, "UTF-8") != 0 && strcasecmp(cs, "US-ASCII") != 0)) {
-            imap_tagged(s, "NO", "[BADCHARSET (US-ASCII UTF-8)] Unsupported charset");
-            imap_command_done(s);
+            search_fail(s, ret, "NO", "[BADCHARSET (US-ASCII UTF-8)] Unsupported charset");
             return;
         }
         i += 2;
@@ -396,8 +437,7 @@ void cmd_search(struct imap_session *s, int uid, const struct imap_arg *args, si
         esearch = 1;
     root = imap_search_parse(args + i, nargs - i, &why);
     if (root == NULL) {
-        imap_tagged(s, "BAD", "%s", why);
-        imap_command_done(s);
+        search_fail(s, ret, "BAD", why);
         return;
     }
     idx = search_run(s, root, &nhits);
@@ -406,14 +446,18 @@ void cmd_search(struct imap_session *s, int uid, const struct imap_arg *args, si
     imap_search_free(root);
     if (idx == NULL || hits == NULL) {
         free(idx), free(hits);
-        imap_tagged(s, "NO", "[UNAVAILABLE] Search failed, try again");
-        imap_command_done(s);
+        search_fail(s, ret, "NO", "[UNAVAILABLE] Search failed, try again");
         return;
     }
     for (size_t k = 0; k < nhits; k++)
         hits[k] = uid ? v->msgs[idx[k]].uid : (uint32_t)(idx[k] + 1);
-    search_report(s, uid, hits, nhits, ret, esearch, modseq);
     free(idx);
+    if ((ret & SEARCH_RET_SAVE) && searchres_save(v, hits, nhits, uid, ret) < 0) {
+        free(hits);
+        search_fail(s, ret, "NO", "[SERVERBUG] Out of memory");
+        return;
+    }
+    search_report(s, "SEARCH", uid, hits, nhits, ret, esearch, modseq);
     free(hits);
     if (view_sync(s, uid) < 0)
         return;

@@ -1,7 +1,7 @@
 /*
  * cmd_sort.c - SORT and UID SORT (RFC 5256; DISPLAYFROM and DISPLAYTO of
- * RFC 5957; ESORT's RETURN (MIN MAX COUNT ALL) of RFC 5267), THREAD and
- * UID THREAD (ORDEREDSUBJECT, REFERENCES).
+ * RFC 5957; ESORT's RETURN (MIN MAX COUNT ALL) of RFC 5267, and SAVE of
+ * RFC 5182), THREAD and UID THREAD (ORDEREDSUBJECT, REFERENCES).
  *
  * The messages are the ones SEARCH would find (search_run, the same keys).
  * What the sort keys need comes from the index: size and internal date
@@ -313,26 +313,6 @@ static int sort_criteria(const struct imap_arg *a, struct sort_spec *spec)
     return reverse ? -1 : 0;
 }
 
-/* RETURN (MIN MAX COUNT ALL): the bits search_report() takes; -1 when an
- * option is unknown. */
-static int esort_options(const struct imap_arg *a, unsigned *ret)
-{
-    static const char *const names[] = {"MIN", "MAX", "COUNT", "ALL"};
-
-    *ret = 0;
-    for (size_t i = 0; i < a->nlist; i++) {
-        size_t k;
-
-        for (k = 0; k < 4; k++)
-            if (a->list[i].type == IMAP_ARG_ATOM && strcasecmp(a->list[i].s, names[k]) == 0)
-                break;
-        if (k == 4)
-            return -1;
-        *ret |= 1u << k;
-    }
-    return 0;
-}
-
 /* CHARSET of SORT and THREAD (required): 0, or -1 after answering NO. */
 static int charset_ok(struct imap_session *s, const struct imap_arg *a)
 {
@@ -360,9 +340,10 @@ static void fail(struct imap_session *s, const char *status, const char *text)
     imap_command_done(s);
 }
 
-/* The selection of args (search keys); NULL after answering. */
+/* The selection of args (search keys); NULL after answering.  modseq (if
+ * not NULL): RFC 7162 3.1.5's MODSEQ for a search with a MODSEQ key. */
 static size_t *select_messages(struct imap_session *s, const struct imap_arg *args, size_t nargs,
-                               size_t *n)
+                               size_t *n, uint64_t *modseq)
 {
     const char *why = "Invalid search";
     struct imap_search_key *root = imap_search_parse(args, nargs, &why);
@@ -373,6 +354,8 @@ static size_t *select_messages(struct imap_session *s, const struct imap_arg *ar
         return NULL;
     }
     idx = search_run(s, root, n);
+    if (idx && modseq)
+        *modseq = condstore_search_modseq(s, root, idx, *n);
     imap_search_free(root);
     if (idx == NULL)
         fail(s, "NO", "[SERVERBUG] Out of memory");
@@ -388,27 +371,38 @@ void cmd_sort(struct imap_session *s, int uid, const struct imap_arg *args, size
     unsigned ret = 0;
     int esort = 0, rc;
     size_t i = 0;
+    uint64_t modseq = 0;
 
     if (nargs >= 2 && args[0].type == IMAP_ARG_ATOM && strcasecmp(args[0].s, "RETURN") == 0) {
-        if (args[1].type != IMAP_ARG_LIST || esort_options(&args[1], &ret) < 0) {
+        if (search_return_options(&args[1], &ret) < 0) {
             fail(s, "BAD", "Invalid RETURN options");
             return;
         }
         esort = 1;
         i = 2;
     }
+    /* A SORT with SAVE that fails leaves "$" empty (RFC 5182 2.1); its
+     * own keys still see the old "$". */
     if (nargs < i + 3 || sort_criteria(&args[i], &spec) < 0) {
+        if (ret & SEARCH_RET_SAVE)
+            searchres_clear(s->view);
         fail(s, "BAD", "Invalid sort criteria");
         return;
     }
-    if (charset_ok(s, &args[i + 1]) < 0)
+    if (charset_ok(s, &args[i + 1]) < 0) {
+        if (ret & SEARCH_RET_SAVE)
+            searchres_clear(s->view);
         return;
+    }
     g.s = s;
     g.need_env = 0;
     for (size_t k = 0; k < spec.n; k++)
         g.need_env |= spec.c[k].key != SORT_ARRIVAL && spec.c[k].key != SORT_SIZE;
-    if ((g.idx = select_messages(s, args + i + 2, nargs - i - 2, &g.n)) == NULL)
+    if ((g.idx = select_messages(s, args + i + 2, nargs - i - 2, &g.n, &modseq)) == NULL) {
+        if (ret & SEARCH_RET_SAVE)
+            searchres_clear(s->view);
         return;
+    }
     run.recs = calloc(g.n ? g.n : 1, sizeof *run.recs);
     out = calloc(g.n ? g.n : 1, sizeof *out);
     rc = run.recs && out ? gather_all(&g, sort_each, &run) : -1;
@@ -416,14 +410,10 @@ void cmd_sort(struct imap_session *s, int uid, const struct imap_arg *args, size
         qsort_r(run.recs, run.n, sizeof *run.recs, sort_cmp, &spec);
         for (size_t k = 0; k < run.n; k++)
             out[k] = run.recs[k].out;
-        if (esort) {
-            search_report(s, uid, out, run.n, ret, 1, 0);
-        } else {
-            conn_printf(s->conn, "* SORT");
-            for (size_t k = 0; k < run.n; k++)
-                conn_printf(s->conn, " %u", out[k]);
-            conn_printf(s->conn, "\r\n");
-        }
+        if ((ret & SEARCH_RET_SAVE) && searchres_save(s->view, out, run.n, uid, ret) < 0)
+            rc = -1;
+        else
+            search_report(s, "SORT", uid, out, run.n, ret, esort, modseq);
     }
     for (size_t k = 0; run.recs && k < run.n; k++)
         for (size_t j = 0; j < SORT_STRINGS; j++)
@@ -432,6 +422,8 @@ void cmd_sort(struct imap_session *s, int uid, const struct imap_arg *args, size
     free(out);
     free((void *)g.idx);
     if (rc < 0) {
+        if (ret & SEARCH_RET_SAVE)
+            searchres_clear(s->view);
         fail(s, "NO", "[SERVERBUG] Out of memory");
         return;
     }
@@ -483,7 +475,7 @@ void cmd_thread(struct imap_session *s, int uid, const struct imap_arg *args, si
     g.s = s;
     g.need_env = 1;
     g.need_refs = alg == IMAP_THREAD_REFERENCES;
-    if ((g.idx = select_messages(s, args + 2, nargs - 2, &g.n)) == NULL)
+    if ((g.idx = select_messages(s, args + 2, nargs - 2, &g.n, NULL)) == NULL)
         return;
     mime_buf_init(&text, CONN_OUT_MAX);
     run.t = imap_thread_new(alg);

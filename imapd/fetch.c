@@ -550,6 +550,12 @@ void cmd_fetch(struct imap_session *s, int uid, const struct imap_arg *args, siz
         imap_seqset_free(&set);
         return;
     }
+    if (searchres_expand(s->view, &set, uid) < 0) {
+        imap_seqset_free(&set);
+        imap_tagged(s, "NO", "[SERVERBUG] Out of memory");
+        imap_command_done(s);
+        return;
+    }
     if (!uid && !view_seqset_valid(s->view, &set)) {
         imap_seqset_free(&set);
         imap_tagged(s, "BAD", "Invalid messageset");

@@ -60,6 +60,8 @@ struct view {
     int asleep;
     struct uid_range *sleep_uids, *sleep_recent;
     size_t sleep_nuids, sleep_nrecent;
+    struct uid_range *saved;    /* RFC 5182's "$" (searchres.c), ascending */
+    size_t nsaved;
 };
 
 struct uid_range {
@@ -187,14 +189,30 @@ extern const char imap_quota_refusal[];
 uint64_t imap_quota_default(const struct imap_session *s);
 int imap_quota_fits(struct imap_session *s, uint64_t add);  /* 1, or 0: over quota */
 imap_cmd_fn cmd_compress; /* cmd_compress.c */
-/* cmd_search.c, for cmd_sort.c: the view indexes of the messages root
- * matches, ascending, count in *n (NULL: out of memory); and the answer
- * SEARCH gives (ESEARCH when esearch, ret: RETURN bits MIN 1 MAX 2
- * COUNT 4 ALL 8, 0 for ALL; MIN and MAX are hits[0] and hits[n - 1];
- * modseq not 0: RFC 7162's MODSEQ of the hits, when there are any). */
+/* cmd_search.c, for cmd_sort.c: RETURN's options (RFC 4731, RFC 5267,
+ * RFC 5182) as SEARCH_RET_* bits, -1 for one that is unknown; the view
+ * indexes of the messages root matches, ascending, count in *n (NULL: out
+ * of memory); and the answer SEARCH or SORT gives ("* word n n n" or, when
+ * esearch, ESEARCH: ret 0 is ALL; SAVE alone gives no ESEARCH; MIN and MAX
+ * are hits[0] and hits[n - 1]; modseq not 0: RFC 7162's MODSEQ of the
+ * hits, when there are any). */
+enum {
+    SEARCH_RET_MIN = 1, SEARCH_RET_MAX = 2, SEARCH_RET_COUNT = 4, SEARCH_RET_ALL = 8,
+    SEARCH_RET_SAVE = 16
+};
+int search_return_options(const struct imap_arg *list, unsigned *ret);
 size_t *search_run(struct imap_session *s, const struct imap_search_key *root, size_t *n);
-void search_report(struct imap_session *s, int uid, const uint32_t *hits, size_t n,
-                   unsigned ret, int esearch, uint64_t modseq);
+void search_report(struct imap_session *s, const char *word, int uid, const uint32_t *hits,
+                   size_t n, unsigned ret, int esearch, uint64_t modseq);
+/* searchres.c: "$".  Save what SEARCH or SORT found (nums: uids when uid,
+ * else sequence numbers, in the order reported; only the MIN/MAX ones when
+ * ret asks for them); -1 out of memory, and the result is then empty. */
+int searchres_save(struct view *v, const uint32_t *nums, size_t n, int uid, unsigned ret);
+void searchres_clear(struct view *v);
+int searchres_has(const struct view *v, uint32_t uid);
+/* A parsed "$" set turned into the saved messages' uids (uid) or sequence
+ * numbers; any other set is left alone.  0, or -1 out of memory. */
+int searchres_expand(const struct view *v, struct imap_seqset *set, int uid);
 void imap_auth_line(struct imap_session *s, const char *line, size_t len);
 void fetch_continue(struct imap_session *s);       /* after output drained */
 void fetch_job_free(struct fetch_job *job);

@@ -144,6 +144,7 @@ void view_free(struct view *v)
     free(v->keywords);
     free(v->sleep_uids);
     free(v->sleep_recent);
+    free(v->saved);
     free(v);
 }
 

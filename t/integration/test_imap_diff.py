@@ -87,6 +87,9 @@ a reference, or storage-layout choices):
 - Dovecot's login process hangs up after the third bad command before login.
 - Autocreated mailboxes exist in Dovecot only once used: RENAME x Sent works
   on a fresh Dovecot user.  The scripts rename onto a mailbox they created.
+- SEARCH RETURN (SAVE) that fails (BAD, NO): mailcore empties "$" as RFC
+  5182 2.1 says; Dovecot keeps the result of the SEARCH before.  The
+  SEARCHRES scripts save only with searches that succeed.
 - SENTBEFORE/SENTSINCE on a message without Date: Dovecot takes 1970,
   mailcore the internal date; RFC 3501 says neither.  The scripts search 1:7.
 
@@ -136,7 +139,8 @@ CAPS = {
     "mailcore": "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS "
                 "MOVE CHILDREN SPECIAL-USE LIST-EXTENDED LIST-STATUS STATUS=SIZE ESEARCH "
                 "SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES "
-                "CONDSTORE QRESYNC APPENDLIMIT=52428800",
+                "QUOTA QUOTA=RES-STORAGE CONDSTORE QRESYNC SEARCHRES APPENDLIMIT=52428800 "
+                "COMPRESS=DEFLATE",
 }
 
 NOTES = {}              # (server, line) -> set of tests: what the rules dropped
@@ -1647,6 +1651,43 @@ class ImapDiff(unittest.TestCase):
                   Cmd("UID SEARCH RETURN () UNSEEN"), Cmd("SEARCH RETURN (ALL) SEEN"),
                   Cmd("SEARCH RETURN (COUNT) SUBJECT nothing"), Cmd("LOGOUT"))
 
+    def test_esearch_bad_return_option(self):
+        self.diff(Cmd("EXAMINE INBOX"), Cmd("SEARCH RETURN (BOGUS) ALL"),
+                  Cmd("SEARCH RETURN (MIN FOO) ALL"), Cmd("LOGOUT"))
+
+    # --- SEARCHRES (RFC 5182): SAVE and "$" ------------------------------------------
+
+    def test_searchres_save_and_use(self):
+        self.diff(Cmd("SELECT INBOX"), Cmd("FETCH $ (UID)"),
+                  Cmd("SEARCH RETURN (SAVE) SEEN"), Cmd("FETCH $ (UID FLAGS)"),
+                  Cmd("UID FETCH $ (FLAGS)"), Cmd("SEARCH $"), Cmd("UID SEARCH UID $"),
+                  Cmd("SEARCH RETURN (SAVE COUNT) UNSEEN"), Cmd("SEARCH NOT $"),
+                  Cmd("STORE $ +FLAGS ($Saved)"), Cmd("SEARCH KEYWORD $Saved"),
+                  Cmd("SEARCH RETURN (SAVE MIN) ALL"), Cmd("FETCH $ (UID)"),
+                  Cmd("SEARCH RETURN (SAVE MIN MAX) ALL"), Cmd("FETCH $ (UID)"),
+                  Cmd("UID SEARCH RETURN (SAVE ALL) 2:4"), Cmd("UID FETCH $ (UID)"),
+                  Cmd("LOGOUT"))
+
+    def test_searchres_copy_move_expunge(self):
+        self.diff(Cmd("CREATE Archive"), Cmd("SELECT INBOX"),
+                  Cmd("SEARCH RETURN (SAVE) 2:3"), Cmd("COPY $ Archive"),
+                  Cmd("STORE 2 +FLAGS (\\Deleted)"), Cmd("EXPUNGE"), Cmd("FETCH $ (UID)"),
+                  Cmd("UID SEARCH RETURN (SAVE) 5:6"), Cmd("MOVE $ Archive"),
+                  Cmd("FETCH $ (UID)"), Cmd("STATUS Archive (MESSAGES)"),
+                  Cmd("SEARCH RETURN (SAVE) 1"), Cmd("UID STORE $ +FLAGS (\\Deleted)"),
+                  Cmd("UID EXPUNGE $"), Cmd("FETCH 1:* (UID)"), Cmd("LOGOUT"))
+
+    def test_searchres_reset_by_select(self):
+        self.diff(Cmd("SELECT INBOX"), Cmd("SEARCH RETURN (SAVE) 1:3"), Cmd("SELECT INBOX"),
+                  Cmd("FETCH $ (UID)"),
+                  Cmd("SEARCH RETURN (SAVE) 4"), Cmd("UNSELECT"), Cmd("EXAMINE INBOX"),
+                  Cmd("FETCH $ (UID)"), Cmd("LOGOUT"))
+
+    def test_searchres_sort_save(self):
+        self.diff(Cmd("EXAMINE INBOX"), Cmd("SORT RETURN (SAVE) (REVERSE SIZE) UTF-8 1:5"),
+                  Cmd("FETCH $ (UID)"), Cmd("SORT RETURN (SAVE MIN) (REVERSE ARRIVAL) UTF-8 ALL"),
+                  Cmd("FETCH $ (UID)"), Cmd("SORT (ARRIVAL) UTF-8 $"), Cmd("LOGOUT"))
+
     # --- SORT, THREAD (RFC 5256, RFC 5957, RFC 5267) -----------------------------------
 
     def test_sort_each_key(self):
@@ -1728,6 +1769,8 @@ class ImapDiff(unittest.TestCase):
                   Cmd("STATUS INBOX (HIGHESTMODSEQ)", save="M1"),
                   Cmd("SEARCH MODSEQ <<M1>>"), Cmd("UID SEARCH MODSEQ <<M1>> FLAGGED"),
                   Cmd("SEARCH RETURN (ALL) MODSEQ <<M1>>"), Cmd("SEARCH MODSEQ 99999999"),
+                  Cmd("SORT (ARRIVAL) UTF-8 MODSEQ <<M1>>"),
+                  Cmd("SORT RETURN (ALL) (ARRIVAL) UTF-8 MODSEQ <<M1>>"),
                   Cmd("LOGOUT"))
 
     def test_condstore_other_session_flags_carry_modseq(self):

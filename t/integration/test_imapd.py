@@ -2101,7 +2101,9 @@ class Messages(ImapCase):
 
 # --- SEARCH -------------------------------------------------------------------------------
 
-class Search(ImapCase):
+class SearchCase(ImapCase):
+    """Four messages to search (flagged: 1 and 4; seen: 1 and 3)."""
+
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
@@ -2135,6 +2137,8 @@ class Search(ImapCase):
         self.assertEqual(len(lines), 1, r)
         return sorted(int(x) for x in lines[0].split()[1:])
 
+
+class Search(SearchCase):
     def test_search_all(self):
         self.assertEqual(self.search("ALL"), [1, 2, 3, 4])
 
@@ -2280,6 +2284,79 @@ class Search(ImapCase):
         self.assertStatus(self.c.cmd("SEARCH BOGUS"), "BAD")
         self.assertStatus(self.c.cmd("SEARCH SINCE notadate"), "BAD")
         self.assertStatus(self.c.cmd("NOOP"), "OK")
+
+
+class SearchRes(SearchCase):
+    """RFC 5182 (part of IMAP4rev2): SEARCH RETURN (SAVE) keeps what it
+    found for "$", in every command that takes a set; SELECT and a failed
+    SAVE empty it.  Uses Search's four messages (flagged: 1 and 4)."""
+
+    def fetched_uids(self, command):
+        r = self.c.ok(command)
+        return sorted(int(items["UID"]) for _, items in r.fetches())
+
+    def test_save_alone_answers_nothing_then_dollar_names_the_result(self):
+        r = self.c.ok("SEARCH RETURN (SAVE) FLAGGED")
+        self.assertEqual(r.lines(), [], "SAVE alone gives no ESEARCH")
+        self.assertEqual(self.fetched_uids("FETCH $ (UID)"), [1, 4])
+        self.assertEqual(self.fetched_uids("UID FETCH $ (UID)"), [1, 4])
+        self.assertEqual(self.search("$"), [1, 4])
+        self.assertEqual(self.search("UID $ SEEN"), [1])
+        self.assertEqual(self.search("NOT $"), [2, 3])
+
+    def test_save_with_min_max_keeps_only_those(self):
+        r = self.c.ok("SEARCH RETURN (SAVE MIN) ALL")
+        self.assertEqual(r.lines(), [f'ESEARCH (TAG "{r.tag}") MIN 1'])
+        self.assertEqual(self.fetched_uids("FETCH $ (UID)"), [1])
+        self.c.ok("SEARCH RETURN (MAX SAVE COUNT) 1:3")
+        self.assertEqual(self.fetched_uids("FETCH $ (UID)"), [3])
+
+    def test_dollar_is_empty_before_any_save_and_after_select(self):
+        self.assertEqual(self.fetched_uids("FETCH $ (UID)"), [])
+        self.c.ok("SEARCH RETURN (SAVE) ALL")
+        self.c.ok("EXAMINE INBOX")
+        self.assertEqual(self.fetched_uids("FETCH $ (UID)"), [])
+
+    def test_failed_save_empties_dollar(self):
+        self.c.ok("SEARCH RETURN (SAVE) ALL")
+        self.assertStatus(self.c.cmd("SEARCH RETURN (SAVE) BOGUSKEY"), "BAD")
+        self.assertEqual(self.fetched_uids("FETCH $ (UID)"), [])
+        self.c.ok("SEARCH RETURN (SAVE) ALL")
+        self.assertStatus(self.c.cmd("SEARCH RETURN (SAVE) CHARSET KOI8-R ALL"), "NO")
+        self.assertEqual(self.fetched_uids("FETCH $ (UID)"), [])
+
+    def test_search_using_dollar_and_saving_sees_the_old_result(self):
+        self.c.ok("SEARCH RETURN (SAVE) FLAGGED")
+        self.c.ok("SEARCH RETURN (SAVE) $ SEEN")
+        self.assertEqual(self.fetched_uids("FETCH $ (UID)"), [1])
+
+    def test_unknown_return_option_bad(self):
+        self.assertStatus(self.c.cmd("SEARCH RETURN (PARTIAL) ALL"), "BAD")
+        self.assertStatus(self.c.cmd("SEARCH RETURN (MIN MAX) ALL"), "OK")
+
+    def test_sort_save_and_expunged_messages_leave_dollar(self):
+        name, _ = self.user()
+        c = self.connect(login=name)
+        for i in range(5):
+            m = message(f"m{i}", b"x" * (10 * (5 - i)) + b"\r\n")
+            c.ok(f"APPEND INBOX {{{len(m)}+}}\r\n".encode() + m)
+        c.select()
+        r = c.ok("SORT RETURN (SAVE) (SIZE) UTF-8 2:4")
+        self.assertEqual(r.lines(), [])
+        c.ok("STORE 3 +FLAGS.SILENT (\\Deleted)")
+        c.ok("EXPUNGE")
+        r = c.ok("UID FETCH $ (UID)")
+        self.assertEqual(sorted(int(i["UID"]) for _, i in r.fetches()), [2, 4])
+        c.ok("CREATE Keep")
+        c.ok("COPY $ Keep")
+        self.assertIn("MESSAGES 2", c.ok("STATUS Keep (MESSAGES)").lines()[0])
+        c.ok("UID STORE $ +FLAGS.SILENT (\\Deleted)")
+        c.ok("UID EXPUNGE $")
+        r = c.ok("FETCH 1:* (UID)")
+        self.assertEqual(sorted(int(i["UID"]) for _, i in r.fetches()), [1, 5])
+
+    def test_searchres_advertised(self):
+        self.assertIn("SEARCHRES", self.c.ok("CAPABILITY").lines()[0].split())
 
 
 # --- two sessions on one mailbox -----------------------------------------------------------
