@@ -6,6 +6,13 @@
  * The session hands over when the parser stops at APPEND's last literal
  * (append_begin); the rest of the command line (its CRLF) then completes the
  * command and cmd_append commits.
+ *
+ * The message may come as a literal8, ~{n} (RFC 3516 BINARY, RFC 9051):
+ * 8-bit text is stored as it is, as from a plain literal.  A NUL byte is
+ * refused either way -- SMTP refuses it too, and a BODY[] holding one
+ * could not be sent to a client that did not ask for BINARY: NO
+ * [UNKNOWN-CTE] for a literal8 (RFC 3516 4.4: this mailbox cannot store
+ * binary content), BAD for a plain literal (RFC 3501's literal has no NUL).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +34,8 @@ struct append_job {
     time_t date;
     uint64_t left;
     int failed;
+    int binary;                         /* sent as a literal8 */
+    int nul;                            /* a NUL byte was seen */
 };
 
 void append_job_free(struct append_job *job)
@@ -113,6 +122,7 @@ int append_begin(struct imap_session *s)
         return 0;
     }
     j->left = size;
+    j->binary = imap_parser_literal_binary(s->parser);
     s->append = j;
     if (imap_parser_literal_sync(s->parser))
         conn_printf(s->conn, "+ Ready for literal data\r\n");
@@ -131,7 +141,9 @@ void append_literal(struct imap_session *s)
         if (conn_read_bytes(s->conn, j->left > 65536 ? 65536 : (size_t)j->left, &data, &len) !=
             CONN_OK)
             return;
-        if (!j->failed && store_msg_write(j->msg, data, len) < 0)
+        if (!j->nul && memchr(data, '\0', len) != NULL)
+            j->nul = 1;
+        if (!j->failed && !j->nul && store_msg_write(j->msg, data, len) < 0)
             j->failed = 1;
         j->left -= len;
     }
@@ -229,6 +241,15 @@ void cmd_append(struct imap_session *s, int uid, const struct imap_arg *args, si
     s->append = NULL;
     if (j == NULL) {
         imap_tagged(s, "BAD", "Syntax: APPEND mailbox [(flags)] [date-time] literal");
+        imap_command_done(s);
+        return;
+    }
+    if (j->nul) {
+        if (j->binary)
+            imap_tagged(s, "NO", "[UNKNOWN-CTE] Messages with NUL bytes are not stored");
+        else
+            imap_tagged(s, "BAD", "NUL byte in the message literal");
+        append_job_free(j);
         imap_command_done(s);
         return;
     }

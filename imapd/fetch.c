@@ -92,11 +92,13 @@ static void literal_map(struct fetch_job *j, size_t off, size_t len)
         j->seg[j->nseg++] = (struct segment){1, off, len};
 }
 
+/* Bytes from memory: a literal8 when they hold a NUL (a BINARY[] section
+ * whose decoding gave one, RFC 3516 4.2); no stored message has one. */
 static void literal_buf(struct fetch_job *j, const char *p, size_t len)
 {
     char hdr[32];
 
-    snprintf(hdr, sizeof hdr, "{%zu}\r\n", len);
+    snprintf(hdr, sizeof hdr, "%s{%zu}\r\n", len && memchr(p, '\0', len) ? "~" : "", len);
     mime_buf_adds(&j->text, hdr);
     mime_buf_add(&j->text, p, len);
 }

@@ -60,6 +60,7 @@ struct imap_parser {
     uint64_t lit_size; /* pending (or, after an error, announced) literal */
     uint64_t lit_fed;
     int lit_sync;
+    int lit_binary; /* literal8, ~{n} (RFC 3516): APPEND's message only */
     int lit_fits; /* may be read into memory */
     char *lit_buf;
 
@@ -170,7 +171,7 @@ void imap_parser_reset(struct imap_parser *p)
     p->used = p->nargs = 0;
     p->need_sep = 0;
     p->lit_size = p->lit_fed = 0;
-    p->lit_sync = p->lit_fits = 0;
+    p->lit_sync = p->lit_fits = p->lit_binary = 0;
     p->lit_buf = NULL;
 }
 
@@ -407,10 +408,12 @@ static enum imap_parse_result ip_quoted(struct imap_parser *p, const char *s, si
 }
 
 /* "{n}" or "{n+}" at s[*pos], which must end the line. */
+/* A literal announced at s[pos] ('{', or '~' for a literal8). */
 static enum imap_parse_result ip_literal_start(struct imap_parser *p, const char *s, size_t len,
                                                size_t pos)
 {
-    size_t i = pos + 1;
+    int binary = s[pos] == '~';
+    size_t i = pos + 1 + (size_t)binary;
     uint64_t n = 0;
     int sync = 1;
 
@@ -432,6 +435,7 @@ static enum imap_parse_result ip_literal_start(struct imap_parser *p, const char
         return ip_fail_line(p, s, len, "literal must end the line");
     p->lit_size = n;
     p->lit_sync = sync;
+    p->lit_binary = binary;
     if (ip_count_arg(p) < 0)
         return ip_fail(p, "too many arguments");
     /* One that does not fit is still announced: the session refuses it
@@ -481,6 +485,13 @@ static enum imap_parse_result ip_args(struct imap_parser *p, const char *s, size
         case '{':
             p->need_sep = 1;
             return ip_literal_start(p, s, len, i);
+        case '~':
+            if (i + 1 < len && s[i + 1] == '{') {
+                p->need_sep = 1;
+                return ip_literal_start(p, s, len, i);
+            }
+            r = ip_atom(p, s, len, &i);
+            break;
         default:
             r = ip_atom(p, s, len, &i);
             break;
@@ -537,17 +548,28 @@ static size_t ip_tag_name(struct imap_parser *p, const char *s, size_t len)
     return i;
 }
 
+/* The literal's bytes are all in: it becomes an argument.  -1 after
+ * ip_fail(). */
 static int ip_literal_finish(struct imap_parser *p)
 {
     struct imap_arg a = {.type = IMAP_ARG_LITERAL};
 
-    if (p->lit_buf == NULL && (p->lit_buf = ip_alloc(p, (size_t)p->lit_size + 1)) == NULL)
+    if (p->lit_binary) {
+        ip_fail(p, "a literal8 (~{n}) is only for APPEND's message");
+        p->lit_size = 0; /* its bytes are read: nothing more on its way */
         return -1;
+    }
+    if (p->lit_buf == NULL && (p->lit_buf = ip_alloc(p, (size_t)p->lit_size + 1)) == NULL) {
+        ip_fail(p, "out of memory");
+        return -1;
+    }
     p->lit_buf[p->lit_size] = '\0';
     a.s = p->lit_buf;
     a.len = (size_t)p->lit_size;
-    if (ip_push(p, &a) < 0)
+    if (ip_push(p, &a) < 0) {
+        ip_fail(p, "out of memory");
         return -1;
+    }
     p->lit_buf = NULL;
     p->lit_size = p->lit_fed = 0;
     p->lit_sync = p->lit_fits = 0;
@@ -568,7 +590,7 @@ enum imap_parse_result imap_parser_line(struct imap_parser *p, const char *line,
         if (!p->lit_fits || p->lit_fed < p->lit_size)
             return ip_fail(p, "literal data expected");
         if (ip_literal_finish(p) < 0)
-            return ip_fail(p, "out of memory");
+            return IMAP_PARSE_ERROR;
         break;
     default:
         break;
@@ -605,6 +627,11 @@ uint64_t imap_parser_literal_size(const struct imap_parser *p)
 int imap_parser_literal_sync(const struct imap_parser *p)
 {
     return p->state == IP_LITERAL || p->state == IP_ERROR ? p->lit_sync : 0;
+}
+
+int imap_parser_literal_binary(const struct imap_parser *p)
+{
+    return p->state == IP_LITERAL ? p->lit_binary : 0;
 }
 
 int imap_parser_literal_fits(const struct imap_parser *p)
@@ -647,8 +674,8 @@ size_t imap_parser_literal(struct imap_parser *p, const char *data, size_t len)
     if (take > 0)
         memcpy(p->lit_buf + p->lit_fed, data, take);
     p->lit_fed += take;
-    if (p->lit_fed == p->lit_size && ip_literal_finish(p) < 0)
-        ip_fail(p, "out of memory");
+    if (p->lit_fed == p->lit_size)
+        ip_literal_finish(p);
     return take;
 }
 
@@ -671,7 +698,7 @@ void imap_parser_literal_external(struct imap_parser *p)
     }
     p->lit_buf = NULL;
     p->lit_size = p->lit_fed = 0;
-    p->lit_sync = p->lit_fits = 0;
+    p->lit_sync = p->lit_fits = p->lit_binary = 0;
     p->state = IP_CONT;
 }
 

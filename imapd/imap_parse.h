@@ -7,8 +7,9 @@
  *	struct imap_parser *p = imap_parser_new(&limits);
  *	for each line the connection delivers (CRLF included):
  *	    r = imap_parser_line(p, line, len);
- *	    IMAP_PARSE_LITERAL: the line ended in {n} or {n+}; p->literal_size
- *	        says n and p->literal_sync whether the client waits for "+ ";
+ *	    IMAP_PARSE_LITERAL: the line ended in {n} or {n+} (or ~{n}, ~{n+});
+ *	        imap_parser_literal_size() says n and imap_parser_literal_sync()
+ *	        whether the client waits for "+ ";
  *	        feed exactly n bytes with imap_parser_literal() (in pieces),
  *	        then the next line continues the command;
  *	    IMAP_PARSE_DONE: imap_parser_command() has tag, name and args;
@@ -121,6 +122,10 @@ enum imap_parse_result imap_parser_line(struct imap_parser *p, const char *line,
  * (after an error: see above; otherwise 0). */
 uint64_t imap_parser_literal_size(const struct imap_parser *p);
 int imap_parser_literal_sync(const struct imap_parser *p);
+/* 1 when the pending literal is a literal8, ~{n} or ~{n+} (RFC 3516,
+ * RFC 9051): only APPEND's message may be one (taken over by the session);
+ * read as an argument, it fails the command once its bytes are in. */
+int imap_parser_literal_binary(const struct imap_parser *p);
 /* 1 when the pending literal may be read into memory (within literal_max
  * and what is left of command_max), 0 when it must be taken over or
  * refused (see above).  Use it, not literal_max alone, to decide. */

@@ -91,7 +91,7 @@ const char *imap_capabilities(const struct imap_session *s)
              "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS "
              "MOVE CHILDREN SPECIAL-USE LIST-EXTENDED LIST-STATUS STATUS=SIZE ESEARCH "
              "SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES "
-             "QUOTA QUOTA=RES-STORAGE CONDSTORE QRESYNC SEARCHRES "
+             "QUOTA QUOTA=RES-STORAGE CONDSTORE QRESYNC SEARCHRES BINARY "
              "APPENDLIMIT=%llu%s%s%s",
              (unsigned long long)conf_uint(s->srv->svc->conf, "message_size_limit"),
              s->state == IS_NOTAUTH && !tls && s->srv->svc->tls ? " STARTTLS" : "",

@@ -557,11 +557,13 @@ protocol imap {{
 # --- scripts ----------------------------------------------------------------
 
 class Lit:
-    """A literal argument: non-synchronising ({n+}, LITERAL+) unless sync."""
+    """A literal argument: non-synchronising ({n+}, LITERAL+) unless sync;
+    a literal8 (~{n}, RFC 3516) when binary."""
 
-    def __init__(self, data, sync=False):
+    def __init__(self, data, sync=False, binary=False):
         self.data = data if isinstance(data, bytes) else data.encode()
         self.sync = sync
+        self.mark = "~" if binary else ""
 
 
 class Cmd:
@@ -750,10 +752,10 @@ def send_step(s, server, user, tag, step):
     for part in step.parts:
         if isinstance(part, Lit):
             n = len(part.data)
-            shown_parts.append(f"{{{n}{'' if part.sync else '+'}}}" +
+            shown_parts.append(f"{part.mark}{{{n}{'' if part.sync else '+'}}}" +
                                repr(part.data[:40].decode("utf-8", "replace")))
             if part.sync:
-                s.send(pending + f"{{{n}}}\r\n".encode())
+                s.send(pending + f"{part.mark}{{{n}}}\r\n".encode())
                 pending = b""
                 try:
                     r = s.response()
@@ -768,7 +770,7 @@ def send_step(s, server, user, tag, step):
                     return f"{tag} " + "".join(shown_parts), got, extra
                 pending = part.data
             else:
-                pending += f"{{{n}+}}\r\n".encode() + part.data
+                pending += f"{part.mark}{{{n}+}}\r\n".encode() + part.data
         else:
             shown_parts.append(part)
             pending += re.sub(r"<<(\w+)>>", lambda m: s.vars.get(m.group(1), "0"), part).encode()
@@ -1455,6 +1457,15 @@ class ImapDiff(unittest.TestCase):
                   Cmd("SELECT INBOX"),
                   Cmd("FETCH 9 (FLAGS INTERNALDATE RFC822.SIZE UID)"),
                   Cmd("STATUS Sent (MESSAGES UIDNEXT)"), Cmd("LOGOUT"))
+
+    def test_append_literal8(self):
+        eight = EXTRA.replace(b"Late arrival", "Sp\u00e4t".encode())
+        self.diff(Cmd('APPEND INBOX (\\Seen) "10-Jan-2024 12:00:00 +0000" ',
+                      Lit(eight, binary=True)),
+                  Cmd('APPEND INBOX "10-Jan-2024 12:00:00 +0000" ',
+                      Lit(eight, sync=True, binary=True)),
+                  Cmd("SELECT INBOX"), Cmd("FETCH 9:10 (FLAGS RFC822.SIZE BODY.PEEK[])"),
+                  Cmd("LOGOUT"))
 
     def test_append_server_date(self):
         self.diff(Cmd("APPEND INBOX ", Lit(EXTRA)),

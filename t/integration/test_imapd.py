@@ -279,8 +279,8 @@ def parse_data(data, i=0, depth=0):
                 j += 1
             items.append(out.decode("utf-8", "replace"))
             i = j + 1
-        elif c == b"{":
-            m = re.compile(rb"\{(\d+)\+?\}\r\n").match(data, i)
+        elif c == b"{" or (c == b"~" and data[i + 1:i + 2] == b"{"):
+            m = re.compile(rb"~?\{(\d+)\+?\}\r\n").match(data, i)
             if not m:
                 raise ValueError(f"bad literal at {i}: {data[i:i + 40]!r}")
             size = int(m.group(1))
@@ -1527,6 +1527,34 @@ class Fetch(ImapCase):
         it = self.fetch1(c, 2, "(BINARY.PEEK[2] BINARY.SIZE[2])")
         self.assertEqual(it["BINARY[2]"], self.attachment)
         self.assertEqual(int(it["BINARY.SIZE[2]"]), len(self.attachment))
+        # The decoded bytes hold NUL: sent as a literal8 (RFC 3516 4.2).
+        r = c.ok("FETCH 2 (BINARY.PEEK[2])")
+        self.assertIn(b"BINARY[2] ~{%d}" % len(self.attachment), r.untagged[0])
+        r = c.ok("FETCH 2 (BINARY.PEEK[1])")
+        self.assertIn(b"BINARY[1] {", r.untagged[0], "text without NUL: a plain literal")
+
+    def test_append_literal8_stores_8bit_and_refuses_nul(self):
+        name, _ = self.user()
+        c = self.connect(login=name)
+        self.assertIn("BINARY", c.ok("CAPABILITY").lines()[0].split())
+        raw = ("Subject: 8bit\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+               "Gr\u00fc\u00dfe \u00e0 tous\r\n").encode()
+        r = c.ok(f"APPEND INBOX ~{{{len(raw)}+}}\r\n".encode() + raw)
+        self.assertIn("APPENDUID", r.code)
+        c.send(f"s1 APPEND INBOX (\\Seen) ~{{{len(raw)}}}\r\n")
+        self.assertTrue(c.response().startswith(b"+"), "synchronizing literal8 gets +")
+        c.send(raw + b"\r\n")
+        self.assertEqual(c.read_until_tagged("s1").status, "OK")
+        c.select()
+        for seq in (1, 2):
+            self.assertEqual(self.fetch1(c, seq, "BODY.PEEK[]")["BODY[]"], raw)
+        nul = raw.replace(b"tous", b"t\x00us")
+        r = c.cmd(f"APPEND INBOX ~{{{len(nul)}+}}\r\n".encode() + nul)
+        self.assertEqual((r.status, r.code), ("NO", "UNKNOWN-CTE"))
+        r = c.cmd(f"APPEND INBOX {{{len(nul)}+}}\r\n".encode() + nul)
+        self.assertEqual(r.status, "BAD")
+        self.assertStatus(c.cmd(b"LOGIN ~{4+}\r\nfred pw"), "BAD")
+        self.assertEqual(c.ok("SEARCH ALL").lines(), ["SEARCH 1 2"])
 
     def test_fetch_macros_all_fast_full(self):
         c = self.session()

@@ -211,6 +211,8 @@ static const struct {
     {L("a X {0}\r\n {0+}\r\n\r\n"), "a X l: l:"},
     {L("a X (a {1}\r\nb c)\r\n"), "a X (a l:b c)"},
     {L("a X ({1}\r\nb)\r\n"), "a X (l:b)"},
+    /* '~' not before '{' is an atom character. */
+    {L("a X ~a a~b ~\r\n"), "a X ~a a~b ~"},
     /* Lists and NIL. */
     {L("a X (1 (2 (3)) ()) 4\r\n"), "a X (1 (2 (3)) ()) 4"},
     {L("a X ( a  b )\r\n"), "a X (a b)"},
@@ -328,6 +330,12 @@ static const struct {
     /* Literals: announced at the end of a line, digits, a sane size. */
     {L("a X {3}abc\r\n"), "literal must end the line", "a"},
     {L("a X {3} \r\n"), "literal must end the line", "a"},
+    /* A literal8 read as an argument (only APPEND's message, taken over
+     * by the session, may be one): refused once its bytes are in. */
+    {L("a LOGIN ~{4}\r\nfred pw\r\n"), "literal8", "a"},
+    {L("a X ~{0}\r\n\r\n"), "literal8", "a"},
+    {L("a X ~{3\r\n"), "invalid literal", "a"},
+    {L("a X ~{}\r\n"), "invalid literal", "a"},
     {L("a X {}\r\n"), "invalid literal", "a"},
     {L("a X {+}\r\n"), "invalid literal", "a"},
     {L("a X {3\r\n"), "invalid literal", "a"},
@@ -364,6 +372,37 @@ static void test_imap_parser_hostile_lines_are_clean_errors(void)
         imap_parser_reset(p);
         CHECK(imap_parser_tag(p) == NULL);
         CHECK_INT(imap_parser_line(p, L("b NOOP\r\n")), IMAP_PARSE_DONE);
+        imap_parser_free(p);
+    }
+}
+
+/* APPEND's message as a literal8: announced like any literal, marked
+ * binary, and taken over by the session as an external literal. */
+static void test_imap_parser_literal8_is_announced_as_binary(void)
+{
+    static const struct {
+        const char *line;
+        size_t len;
+        int sync, binary;
+    } cases[] = {
+        {L("a APPEND INBOX ~{5}\r\n"), 1, 1},
+        {L("a APPEND INBOX (\\Seen) ~{5+}\r\n"), 0, 1},
+        {L("a APPEND INBOX {5}\r\n"), 1, 0},
+    };
+
+    for (size_t i = 0; i < NITEMS(cases); i++) {
+        struct imap_parser *p = imap_parser_new(&limits);
+        struct sb b;
+
+        CHECK_INT(imap_parser_line(p, cases[i].line, cases[i].len), IMAP_PARSE_LITERAL);
+        CHECK(imap_parser_literal_size(p) == 5);
+        CHECK_INT(imap_parser_literal_sync(p), cases[i].sync);
+        CHECK_INT(imap_parser_literal_binary(p), cases[i].binary);
+        imap_parser_literal_external(p);
+        CHECK_INT(imap_parser_literal_binary(p), 0);
+        CHECK_INT(imap_parser_line(p, L("\r\n")), IMAP_PARSE_DONE);
+        sb_command(&b, p);
+        CHECK_HAS(b.s, "x:{5}");
         imap_parser_free(p);
     }
 }
@@ -1836,6 +1875,7 @@ int main(void)
 {
     RUN(test_imap_parser_valid_commands_give_the_expected_tree);
     RUN(test_imap_parser_hostile_lines_are_clean_errors);
+    RUN(test_imap_parser_literal8_is_announced_as_binary);
     RUN(test_imap_parser_unterminated_literal_refuses_the_next_line);
     RUN(test_imap_parser_literal_over_literal_max_fails_before_reading);
     RUN(test_imap_parser_literal_not_fitting_is_swallowed_then_fails);
