@@ -26,6 +26,7 @@
 #include "mailcore/db.h"
 #include "mailcore/log.h"
 #include "mailcore/mime.h"
+#include "mailcore/notify.h"
 
 struct conn;
 struct ev_timer;
@@ -138,6 +139,7 @@ struct imap_server {
     size_t ip_limit, user_limit;
     int notify_fd;
     char notify_dir[512];
+    struct notify_sender *notify;       /* our own changes, to the other imapds */
     struct ev_timer *recheck;
     int stopping;
 };

@@ -79,11 +79,14 @@ int notify_open(struct imap_server *srv)
         log_warn("mailbox notifications off: %s", strerror(errno));
     }
     srv->recheck = ev_timer_add(srv->svc->ev, RECHECK_MS, on_recheck, srv);
+    srv->notify = notify_sender_new(conf_str(srv->svc->conf, "run_directory"));
     return 0;
 }
 
 void notify_close(struct imap_server *srv)
 {
+    notify_sender_free(srv->notify);
+    srv->notify = NULL;
     if (srv->recheck)
         ev_timer_cancel(srv->svc->ev, srv->recheck);
     srv->recheck = NULL;
@@ -97,5 +100,5 @@ void notify_close(struct imap_server *srv)
 
 void notify_mailbox(struct imap_server *srv, uint32_t mailbox_id)
 {
-    notify_send(conf_str(srv->svc->conf, "run_directory"), &mailbox_id, 1);
+    notify_send(srv->notify, &mailbox_id, 1);
 }

@@ -348,11 +348,15 @@ fail:
     return -1;
 }
 
-int ipc_notify(const char *path, const void *msg, size_t len)
+int ipc_datagram_socket(void)
+{
+    return socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+}
+
+int ipc_notify_from(int fd, const char *path, const void *msg, size_t len)
 {
     struct sockaddr_un sa;
     ssize_t n;
-    int fd, saved;
 
     if (len > IPC_MSG_MAX) {
         errno = EMSGSIZE;
@@ -360,17 +364,21 @@ int ipc_notify(const char *path, const void *msg, size_t len)
     }
     if (ipc_addr(path, &sa) < 0)
         return -1;
-    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
     do
         n = sendto(fd, msg, len, MSG_NOSIGNAL, (struct sockaddr *)&sa, sizeof sa);
     while (n < 0 && errno == EINTR);
+    return n < 0 ? -1 : 0;
+}
+
+int ipc_notify(const char *path, const void *msg, size_t len)
+{
+    int fd = ipc_datagram_socket(), rc, saved;
+
+    if (fd < 0)
+        return -1;
+    rc = ipc_notify_from(fd, path, msg, len);
     saved = errno;
     close(fd);
-    if (n < 0) {
-        errno = saved;
-        return -1;
-    }
-    return 0;
+    errno = saved;
+    return rc;
 }

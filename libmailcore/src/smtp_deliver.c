@@ -294,7 +294,7 @@ static void notify_batch(struct smtp_server *srv, struct smtp_session **batch, s
             if (k == nids && nids < sizeof ids / sizeof ids[0])
                 ids[nids++] = id;
         }
-    notify_send(conf_str(srv->svc->conf, "run_directory"), ids, nids);
+    notify_send(srv->notify, ids, nids);
 }
 
 /*

@@ -102,6 +102,7 @@ struct smtp_server {
     int stopping;
     uint64_t wake_ms;                       /* submission: last wake-up of relayq */
     struct ev_timer *wake_timer;            /* a wake-up held back (smtp_submit.c) */
+    struct notify_sender *notify;           /* mailbox changes to imapd */
 };
 
 /* smtp_session.c */

@@ -23,6 +23,7 @@
 #include "mailcore/conf.h"
 #include "mailcore/conn.h"
 #include "mailcore/ev.h"
+#include "mailcore/notify.h"
 #include "mailcore/queue.h"
 #include "mailcore/service.h"
 #include "mailcore/store.h"
@@ -816,6 +817,7 @@ struct smtp_server *smtp_server_new(struct service *svc, const struct smtp_polic
     srv->session_ms = conf_uint(c, "smtpd_session_timeout") * 1000;
     srv->conn_limit = (size_t)conf_uint(c, "smtpd_connection_limit");
     srv->ip_limit = (size_t)conf_uint(c, "smtpd_client_connection_limit");
+    srv->notify = notify_sender_new(conf_str(c, "run_directory"));
     return srv;
 }
 
@@ -838,6 +840,7 @@ void smtp_server_free(struct smtp_server *srv)
     while (srv->sessions)
         smtp_session_free(srv->sessions);
     smtp_submit_wake_flush(srv);
+    notify_sender_free(srv->notify);
     free(srv->batch);
     free(srv);
 }

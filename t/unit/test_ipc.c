@@ -4,6 +4,7 @@
  */
 #include "check.h"
 #include "mailcore/ipc.h"
+#include "mailcore/notify.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -211,6 +212,62 @@ static void test_ipc_notify_to_missing_socket_fails(void)
     CHECK(errno == ENOENT || errno == ECONNREFUSED);
 }
 
+static int recv_text(int fd, char *buf, size_t len)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    ssize_t n;
+
+    if (poll(&pfd, 1, 1000) != 1 || (n = ipc_recv(fd, buf, len - 1)) < 0)
+        return -1;
+    buf[n] = '\0';
+    return 0;
+}
+
+/* A writer's notify_sender reaches every imapd socket, also one that
+ * appears after its first send, and removes one whose process is gone. */
+static void test_notify_sender_reaches_new_listeners_and_drops_dead_ones(void)
+{
+    char run[160], dir[200], p1[256], p2[256], buf[64], err[256] = "";
+    const uint32_t ids[] = {7, 9}, three = 3, four = 4;
+    struct notify_sender *ns;
+    int fd1, fd2;
+
+    snprintf(run, sizeof run, "%s/run", tmpdir);
+    snprintf(dir, sizeof dir, "%s/private", run);
+    CHECK_INT(mkdir(run, 0700), 0);
+    CHECK_INT(mkdir(dir, 0700), 0);
+    fd1 = notify_listen(run, "one", p1, sizeof p1, err, sizeof err);
+    CHECK(fd1 >= 0);
+    ns = notify_sender_new(run);
+    CHECK(ns != NULL);
+    notify_send(ns, ids, 2);
+    CHECK_INT(recv_text(fd1, buf, sizeof buf), 0);
+    CHECK_STR(buf, "mailbox 7");
+    CHECK_INT(recv_text(fd1, buf, sizeof buf), 0);
+    CHECK_STR(buf, "mailbox 9");
+
+    fd2 = notify_listen(run, "two", p2, sizeof p2, err, sizeof err);
+    CHECK(fd2 >= 0);
+    notify_send(ns, &three, 1);
+    CHECK_INT(recv_text(fd1, buf, sizeof buf), 0);
+    CHECK_STR(buf, "mailbox 3");
+    CHECK_INT(recv_text(fd2, buf, sizeof buf), 0);
+    CHECK_STR(buf, "mailbox 3");
+
+    close(fd2);                         /* its process is gone, the socket file stays */
+    notify_send(ns, &four, 1);
+    CHECK_INT(recv_text(fd1, buf, sizeof buf), 0);
+    CHECK_STR(buf, "mailbox 4");
+    CHECK(access(p2, F_OK) < 0);
+    notify_sender_free(ns);
+    close(fd1);
+    unlink(p1);
+    snprintf(p1, sizeof p1, "%s/%s", run, NOTIFY_SUBDIR);
+    CHECK_INT(rmdir(p1), 0);
+    CHECK_INT(rmdir(dir), 0);
+    CHECK_INT(rmdir(run), 0);
+}
+
 static void test_ipc_oversize_message_is_emsgsize(void)
 {
     static char big[IPC_MSG_MAX + 1];
@@ -387,6 +444,7 @@ int main(void)
     RUN(test_ipc_notify_datagram_received);
     RUN(test_ipc_notify_drops_without_blocking_when_receiver_full);
     RUN(test_ipc_notify_to_missing_socket_fails);
+    RUN(test_notify_sender_reaches_new_listeners_and_drops_dead_ones);
     RUN(test_ipc_oversize_message_is_emsgsize);
     RUN(test_ipc_recv_reports_truncated_message_as_emsgsize);
     RUN(test_ipc_send_refuses_empty_message);

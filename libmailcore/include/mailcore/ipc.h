@@ -50,5 +50,9 @@ int ipc_request(const char *path, const char *req, char *reply, size_t replylen,
  * receiver's queue is full (the datagram is dropped), ENOENT or
  * ECONNREFUSED when nobody is bound, EMSGSIZE over IPC_MSG_MAX. */
 int ipc_notify(const char *path, const void *msg, size_t len);
+/* The same from a datagram socket the caller keeps (ipc_datagram_socket(),
+ * non-blocking, close-on-exec): for a sender that notifies often. */
+int ipc_datagram_socket(void);
+int ipc_notify_from(int fd, const char *path, const void *msg, size_t len);
 
 #endif
