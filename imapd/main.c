@@ -40,6 +40,17 @@ struct imap_server *imap_server_new(struct service *svc)
     return srv;
 }
 
+/* In the middle of a command (a literal coming in, a FETCH streaming, a
+ * login delay): BYE now would cut it, or land inside a literal. */
+static int session_busy(const struct imap_session *s)
+{
+    return s->fetch != NULL || s->append != NULL || s->input == IN_LITERAL ||
+           s->input == IN_SKIP || s->input == IN_SKIP_LINE || s->input == IN_APPEND ||
+           s->input == IN_BUSY;
+}
+
+/* Stop: idle sessions (waiting for a command, in IDLE) get BYE now; a
+ * busy one when its command is done (imap_command_done). */
 void imap_server_stop(struct imap_server *srv)
 {
     struct imap_session *s, *next;
@@ -47,7 +58,8 @@ void imap_server_stop(struct imap_server *srv)
     srv->stopping = 1;
     for (s = srv->sessions; s; s = next) {
         next = s->next;
-        imap_session_close(s, "Server shutting down");
+        if (!session_busy(s))
+            imap_session_close(s, "Server shutting down");
     }
 }
 

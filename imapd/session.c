@@ -199,6 +199,10 @@ void imap_command_done(struct imap_session *s)
     if (s->input == IN_CLOSING)
         return;
     s->input = IN_LINE;
+    if (s->srv->stopping) {             /* its command finished: now the BYE */
+        imap_session_close(s, "Server shutting down");
+        return;
+    }
     conn_resume(s->conn);
 }
 

@@ -235,7 +235,7 @@ int master_reload(struct master *m, char *err, size_t errlen)
     services_configure(m, c, err, errlen);
     old = m->generation++;
     children_start_all(m);
-    children_stop_generation(m, old);
+    children_drain_generation(m, old);
     log_info("reload: configuration %s in force", m->conf_path);
     return 0;
 }

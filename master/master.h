@@ -29,7 +29,9 @@ struct listener {
     int port;
 };
 
-enum child_state { CHILD_RUNNING, CHILD_STOPPING };
+/* DRAINING: an old generation after a reload (SIGUSR2: no new sessions,
+ * the open ones go on); STOPPING: asked to stop (SIGTERM). */
+enum child_state { CHILD_RUNNING, CHILD_DRAINING, CHILD_STOPPING };
 
 struct child {
     pid_t pid;
@@ -38,6 +40,7 @@ struct child {
     unsigned generation;
     enum child_state state;
     uint64_t started_ms;
+    uint64_t draining_ms;       /* when it was told to drain */
 };
 
 /* Per service: restart bookkeeping. */
@@ -81,7 +84,9 @@ void listeners_close(struct listener *l, size_t n);
 
 /* children.c */
 void children_start_all(struct master *m);
-void children_stop_generation(struct master *m, unsigned generation);
+/* Reload: the generation's daemons take no new sessions and exit when
+ * their last one ends; after shutdown_timeout they are asked to stop. */
+void children_drain_generation(struct master *m, unsigned generation);
 void children_stop_all(struct master *m);
 void children_on_sigchld(struct master *m);
 void children_cancel_restarts(struct master *m);

@@ -90,7 +90,8 @@ const struct conf_key conf_keys[] = {
     {"worker_processes", CONF_UINT, "0", 0, 0, 64,
      "processes per network service; 0: one per CPU core"},
     {"shutdown_timeout", CONF_DURATION, "10s", 0, 1, 3600,
-     "on stop, how long sessions may finish before their daemons are killed"},
+     "on stop, how long sessions may finish before their daemons are killed; on reload, "
+     "how long the old daemons serve their open sessions"},
 };
 
 const size_t conf_nkeys = sizeof conf_keys / sizeof conf_keys[0];

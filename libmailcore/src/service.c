@@ -210,22 +210,49 @@ static void maybe_done(struct service *svc)
         ev_stop(svc->ev);
 }
 
-static void on_term(struct ev_loop *ev, int signo, void *arg)
+static void close_listeners(struct service *svc)
 {
-    struct service *svc = arg;
+    for (size_t i = 0; i < svc->nlisteners; i++)
+        if (svc->listeners[i].fd >= 0) {
+            ev_fd_del(svc->ev, svc->listeners[i].fd);
+            close(svc->listeners[i].fd);
+            svc->listeners[i].fd = -1;
+        }
+}
 
-    (void)signo;
+/* Stop (SIGTERM, SIGINT; or a drain whose last session ended): no new
+ * sessions, and the daemon's on_stop winds down the open ones. */
+static void stop(struct service *svc)
+{
     if (svc->stopping)
         return;
     svc->stopping = 1;
-    for (size_t i = 0; i < svc->nlisteners; i++) {
-        ev_fd_del(ev, svc->listeners[i].fd);
-        close(svc->listeners[i].fd);
-        svc->listeners[i].fd = -1;
-    }
+    close_listeners(svc);
     if (svc->on_stop)
         svc->on_stop(svc, svc->arg);
     maybe_done(svc);
+}
+
+static void on_term(struct ev_loop *ev, int signo, void *arg)
+{
+    (void)ev, (void)signo;
+    stop(arg);
+}
+
+/* Drain (SIGUSR2, master's reload): a new generation took over the
+ * listeners; the open sessions go on as if nothing happened, and the
+ * process stops once the last one has ended (or master says stop). */
+static void on_drain(struct ev_loop *ev, int signo, void *arg)
+{
+    struct service *svc = arg;
+
+    (void)ev, (void)signo;
+    if (svc->stopping || svc->draining)
+        return;
+    svc->draining = 1;
+    close_listeners(svc);
+    if (svc->sessions == 0)
+        stop(svc);
 }
 
 void service_session_open(struct service *svc)
@@ -237,6 +264,8 @@ void service_session_close(struct service *svc)
 {
     if (svc->sessions > 0)
         svc->sessions--;
+    if (svc->draining && svc->sessions == 0)
+        stop(svc);
     maybe_done(svc);
 }
 
@@ -284,7 +313,8 @@ void service_init(struct service *svc, const char *name, int argc, char **argv, 
     if ((svc->ev = ev_new()) == NULL)
         log_fatal("cannot create event loop: %s", strerror(errno));
     if (ev_signal_add(svc->ev, SIGTERM, on_term, svc) < 0 ||
-        ev_signal_add(svc->ev, SIGINT, on_term, svc) < 0)
+        ev_signal_add(svc->ev, SIGINT, on_term, svc) < 0 ||
+        ev_signal_add(svc->ev, SIGUSR2, on_drain, svc) < 0)
         log_fatal("cannot watch signals: %s", strerror(errno));
     signal(SIGHUP, SIG_IGN);
 }

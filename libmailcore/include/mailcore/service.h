@@ -10,14 +10,19 @@
  *	4. drops to mail_creator with no capabilities and no_new_privs,
  *	   (and maps the service-wide connection counts, anvil.h),
  *	5. sets up the event loop: listeners (EPOLLEXCLUSIVE, shared by the
- *	   workers of a service), SIGTERM for a graceful stop, SIGHUP ignored
- *	   (master replaces its daemons on reload).
+ *	   workers of a service), SIGTERM for a graceful stop, SIGUSR2 for a
+ *	   drain, SIGHUP ignored (master replaces its daemons on reload).
  * The daemon adds its protocol through on_accept and runs service_run().
  *
  * Graceful stop: on SIGTERM the listeners close, on_stop (if set) is called
  * so that the daemon can end idle sessions, and the loop ends when the
  * session count reaches zero.  master kills what remains after
  * shutdown_timeout.
+ *
+ * Drain (master's reload, which has started a new generation): on SIGUSR2
+ * the listeners close and the open sessions go on untouched; when the last
+ * one ends the daemon stops as above.  master sends SIGTERM to a drain
+ * still running after shutdown_timeout.
  */
 #ifndef MAILCORE_SERVICE_H
 #define MAILCORE_SERVICE_H
@@ -62,6 +67,7 @@ struct service {
     size_t nlisteners;
     int unprivileged;               /* 1: was not root, nothing dropped */
     int stopping;
+    int draining;                   /* SIGUSR2: listeners gone, sessions go on */
     size_t sessions;
     service_accept_cb *on_accept;
     service_stop_cb *on_stop;
