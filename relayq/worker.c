@@ -50,11 +50,14 @@ struct session {
     struct relayq *q;
     struct smtp_client *c;
     struct smtp_client_error open_err;
+    char open_peer[300];  /* "host[addr]:port" reached before it failed, or "" */
     int open_failed;
     double conn_time; /* seconds spent setting up the session */
 };
 
-/* A live session, or NULL with s->open_err. */
+/* A live session, or NULL with s->open_err (and s->open_peer when the
+ * relay was reached: a TLS or AUTH failure is logged with relay=host[addr]:port,
+ * as Postfix does once connected). */
 static struct smtp_client *session(struct session *s)
 {
     double t0;
@@ -65,8 +68,13 @@ static struct smtp_client *session(struct session *s)
         return NULL;
     smtp_client_close(s->c);
     t0 = now_s();
-    s->c = smtp_client_open(&s->q->cfg, &s->open_err);
+    s->c = smtp_client_probe(&s->q->cfg, &s->open_err);
     s->conn_time = now_s() - t0;
+    if (s->c != NULL && !smtp_client_alive(s->c)) {
+        snprintf(s->open_peer, sizeof s->open_peer, "%s", smtp_client_peer(s->c));
+        smtp_client_close(s->c);
+        s->c = NULL;
+    }
     if (s->c == NULL)
         s->open_failed = 1;
     return s->c;
@@ -110,7 +118,7 @@ static void deliver(struct session *s, const char *id, int fd)
         err = s->open_err;
         for (size_t i = 0; i < n; i++)
             rerr[i] = s->open_err;
-        snprintf(relay, sizeof relay, "none");
+        snprintf(relay, sizeof relay, "%s", s->open_peer[0] ? s->open_peer : "none");
     } else {
         smtp_client_send(c, e.sender, rcpts, n, fd, (size_t)st.st_size, rerr, &err);
         snprintf(relay, sizeof relay, "%s", smtp_client_peer(c));
