@@ -68,6 +68,7 @@ static const struct smtp_reply replies[SMTP_R_COUNT] = {
                                  "<%s>: Sender address rejected: not owned by user %s"},
     [SMTP_R_FROM_NOT_OWNED] = {553, "5.7.1",
                                "From: <%s> is not an address of user %s; message refused"},
+    [SMTP_R_FROM_NO_ADDRESS] = {553, "5.6.0", "Message refused: its From: header has no address"},
     [SMTP_R_MAY_NOT_SEND] = {550, "5.7.1",
                              "User %s may not send mail: not a member of group %s (relay_acl)"},
     [SMTP_R_ATTACHMENT_REFUSED] = {550, "5.7.1",

@@ -6,9 +6,10 @@
  * LMDB at every MAIL so group changes apply at once; 550 5.7.1), and own
  * the envelope sender (own address, alias or plus-address; 553 5.7.1).
  *
- * At the end of data: every From: address must be the user's (553 5.7.1),
- * and no attachment may have a type outside allowed_attachment_types
- * (550 5.7.1 naming the type).  Then the final message is written once:
+ * At the end of data: every From: address must be the user's (553 5.7.1;
+ * a From: without an address 553 5.6.0; none at all gets "From: <envelope
+ * sender>"), and no attachment may have a type outside
+ * allowed_attachment_types (550 5.7.1 naming the type).  Then the final message is written once:
  * our Received: line, Message-ID and Date when missing, and the client's
  * bytes.  Remote recipients get a queue entry for relayq, staged here and
  * made durable in the group commit (smtp_deliver.c) with the index entries
@@ -187,7 +188,8 @@ struct from_check {
     const char *user;
     const struct mime_msg *mime;
     char bad[SMTP_PATH_MAX + 1];
-    size_t seen;
+    size_t fields;                  /* From: fields */
+    size_t seen;                    /* addresses in them */
 };
 
 /* Every address of every From: field (all of them, however many). */
@@ -201,12 +203,13 @@ static int tx_from(struct db_txn *txn, void *arg)
     int rc = 0;
 
     f->bad[0] = '\0';
-    f->seen = 0;
+    f->fields = f->seen = 0;
     mime_buf_init(&clean, 1 << 20);
     while (rc == 0 && !f->bad[0] && mime_header_next(f->mime->root, &pos, &h)) {
         const char *p, *end;
         if (h.name_len != 4 || strncasecmp(h.name, "From", 4) != 0 || h.value == NULL)
             continue;
+        f->fields++;
         mime_buf_reset(&clean);
         strip_comments(h.value, h.value_len, &clean);
         if (clean.failed) {
@@ -233,22 +236,32 @@ static int tx_from(struct db_txn *txn, void *arg)
     return rc;
 }
 
-/* Every From: address belongs to the user: 0, else -1 with the address. */
-static int check_from(struct smtp_session *s, const struct mime_msg *mime, char *bad,
-                      size_t badsz)
+/*
+ * Every From: address belongs to the user: SMTP_R_NONE (*missing set when
+ * there is no From: field: submission adds one with the envelope sender,
+ * which is the user's, as Postfix's cleanup does), else the refusal with
+ * the address in bad.  A From: field without any address is refused.
+ */
+static enum smtp_reply_id check_from(struct smtp_session *s, const struct mime_msg *mime,
+                                     int *missing, char *bad, size_t badsz)
 {
     struct from_check f = {.user = s->user, .mime = mime};
     char err[256];
 
+    *missing = 0;
     if (db_read(s->srv->svc->db, tx_from, &f, err, sizeof err) != 0) {
         snprintf(bad, badsz, "(lookup failed)");
-        return -1;
+        return SMTP_R_FROM_NOT_OWNED;
     }
-    if (f.bad[0] || f.seen == 0) {
-        snprintf(bad, badsz, "%s", f.seen ? f.bad : "(none)");
-        return -1;
+    if (f.bad[0]) {
+        snprintf(bad, badsz, "%s", f.bad);
+        return SMTP_R_FROM_NOT_OWNED;
     }
-    return 0;
+    if (f.fields == 0 && s->from.addr[0]) {
+        *missing = 1;
+        return SMTP_R_NONE;
+    }
+    return f.seen ? SMTP_R_NONE : SMTP_R_FROM_NO_ADDRESS;
 }
 
 struct attach_check {
@@ -305,7 +318,7 @@ static void message_id(struct smtp_session *s, const struct mime_msg *mime, time
 }
 
 /* Our Received: and the missing Message-ID / Date, into hdr. */
-static int added_headers(struct smtp_session *s, const struct mime_msg *mime,
+static int added_headers(struct smtp_session *s, const struct mime_msg *mime, int add_from,
                          const char *msgid, char *hdr, size_t len)
 {
     struct mime_header h;
@@ -322,6 +335,8 @@ static int added_headers(struct smtp_session *s, const struct mime_msg *mime,
         n += snprintf(hdr + n, len - (size_t)n, "Message-ID: %s\r\n", msgid);
     if ((size_t)n < len && !mime_header_find(mime->root, "Date", &h))
         n += snprintf(hdr + n, len - (size_t)n, "Date: %s\r\n", date);
+    if ((size_t)n < len && add_from)
+        n += snprintf(hdr + n, len - (size_t)n, "From: <%s>\r\n", s->from.addr);
     return (size_t)n < len ? n : -1;
 }
 
@@ -351,7 +366,8 @@ enum smtp_reply_id smtp_submit_finish(struct smtp_session *s, const char **arg)
     struct mime_msg *mime;
     char hdr[HEADER_MAX], err[256], msgid[DB_MSGID_MAX + 1];
     void *map = MAP_FAILED;
-    int n, fd = store_msg_fd(s->msg);
+    int n, add_from, fd = store_msg_fd(s->msg);
+    enum smtp_reply_id refuse;
 
     *arg = why;
     if (fd < 0 || (size && (map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0)) == MAP_FAILED))
@@ -361,10 +377,10 @@ enum smtp_reply_id smtp_submit_finish(struct smtp_session *s, const char **arg)
         munmap(map, size);
         return SMTP_R_WRITE_ERROR;
     }
-    if (check_from(s, mime, why, sizeof why) < 0) {
+    if ((refuse = check_from(s, mime, &add_from, why, sizeof why)) != SMTP_R_NONE) {
         mime_free(mime);
         munmap(map, size);
-        return SMTP_R_FROM_NOT_OWNED;
+        return refuse;
     }
     if ((mime->flags & (MIME_MSG_DEPTH_LIMIT | MIME_MSG_PARTS_LIMIT)) &&
         !type_allowed(a.conf, "*/*")) {
@@ -381,7 +397,7 @@ enum smtp_reply_id smtp_submit_finish(struct smtp_session *s, const char **arg)
         return SMTP_R_ATTACHMENT_REFUSED;
     }
     message_id(s, mime, time(NULL), msgid, sizeof msgid);
-    n = added_headers(s, mime, msgid, hdr, sizeof hdr);
+    n = added_headers(s, mime, add_from, msgid, hdr, sizeof hdr);
     mime_free(mime);
     final = n < 0 ? NULL : store_msg_new(s->srv->svc->store, err, sizeof err);
     if (final == NULL || store_msg_write(final, hdr, (size_t)n) < 0 ||

@@ -807,6 +807,30 @@ class Senders(SubmitdCase):
         r = self.submit(name, pw, addr, [rcpt_addr], content)
         self.assertReply(r, 250, "2.0.0")
 
+    def test_from_header_missing_gets_the_envelope_sender(self):
+        # As Postfix's cleanup does; the envelope sender is the user's.
+        name, addr, pw = self.user()
+        rcpt, rcpt_addr, _ = self.user()
+        content = f"To: <{rcpt_addr}>\r\nSubject: no From\r\n\r\nbody\r\n".encode()
+        r = self.submit(name, pw, addr, [rcpt_addr], content)
+        self.assertReply(r, 250, "2.0.0")
+        got = self.box(rcpt)[0]
+        header = got[:got.index(b"\r\n\r\n")]
+        self.assertIn(f"\r\nFrom: <{addr}>\r\n".encode(), header + b"\r\n")
+        self.assertEqual(header.count(b"\nFrom:"), 1)
+
+    def test_from_header_without_an_address_553_5_6_0(self):
+        name, addr, pw = self.user()
+        before = self.snapshot(name)
+        for value in ("undisclosed-sender:;", ""):
+            with self.subTest(value=value):
+                content = (f"From: {value}\r\nTo: <x@remote.example>\r\n"
+                           f"Subject: no address\r\n\r\nbody\r\n").encode()
+                r = self.submit(name, pw, addr, ["x@remote.example"], content)
+                self.assertReply(r, 553, "5.6.0")
+                self.assertIn("no address", r.text)
+        self.assertUnchanged(before, name)
+
     def test_bdat_message_checked_like_data(self):
         name, addr, pw = self.user()
         other, other_addr, _ = self.user()

@@ -64,6 +64,7 @@ enum smtp_reply_id {
     SMTP_R_AUTH_SYNTAX,         /* 501 5.5.2 */
     SMTP_R_SENDER_NOT_OWNED,    /* 553 5.7.1 <%s> ... %s */
     SMTP_R_FROM_NOT_OWNED,      /* 553 5.7.1 From: <%s> ... %s */
+    SMTP_R_FROM_NO_ADDRESS,     /* 553 5.6.0 */
     SMTP_R_MAY_NOT_SEND,        /* 550 5.7.1 %s ... %s */
     SMTP_R_ATTACHMENT_REFUSED,  /* 550 5.7.1 %s */
     SMTP_R_MAILBOX_FULL,        /* 452 4.2.2 <%s>: ... Mailbox full (RCPT; quota.h) */
