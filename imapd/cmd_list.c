@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "imapd.h"
+#include "mailcore/conf.h"
 #include "mailcore/conn.h"
 #include "mailcore/service.h"
 
@@ -145,6 +146,7 @@ struct list_opts {
 
 static void status_line(struct imap_session *s, const struct db_mailbox *mb,
                         const struct imap_arg *items);
+static int status_items_valid(const struct imap_arg *items);
 
 static void list_entry(struct imap_session *s, const struct listing *l, const struct entry *e,
                        const struct list_opts *o)
@@ -184,8 +186,9 @@ static int parse_opts(const struct imap_arg *a, size_t n, struct list_opts *o, i
             o->subscribed_only = 1;
         else if (selection && strcasecmp(w, "SPECIAL-USE") == 0)
             o->special_only = 1;
-        else if (selection && strcasecmp(w, "RECURSIVEMATCH") == 0)
-            ;
+        else if (selection && (strcasecmp(w, "RECURSIVEMATCH") == 0 ||
+                               strcasecmp(w, "REMOTE") == 0))
+            ;                           /* no remote mailboxes here (RFC 5258 3.1) */
         else if (!selection && strcasecmp(w, "SUBSCRIBED") == 0)
             o->ret_subscribed = 1;
         else if (!selection && strcasecmp(w, "CHILDREN") == 0)
@@ -193,7 +196,7 @@ static int parse_opts(const struct imap_arg *a, size_t n, struct list_opts *o, i
         else if (!selection && strcasecmp(w, "SPECIAL-USE") == 0)
             o->ret_special = 1;
         else if (!selection && strcasecmp(w, "STATUS") == 0 && i + 1 < n &&
-                 a[i + 1].type == IMAP_ARG_LIST)
+                 a[i + 1].type == IMAP_ARG_LIST && status_items_valid(&a[i + 1]))
             o->status = &a[++i];
         else
             return -1;
@@ -307,6 +310,35 @@ static int tx_status(struct db_txn *txn, void *arg)
     return db_message_foreach(txn, r->mb->id, count_recent, &r->rc);
 }
 
+/* The STATUS items (RFC 9051 6.3.11, RFC 8438 SIZE, RFC 7162
+ * HIGHESTMODSEQ, RFC 7889 APPENDLIMIT), in one table for STATUS and LIST
+ * RETURN (STATUS ...).  RECENT is not sent to an IMAP4rev2 session:
+ * RFC 9051's status-att has none. */
+enum status_item { ST_MESSAGES, ST_RECENT, ST_UIDNEXT, ST_UIDVALIDITY, ST_UNSEEN, ST_SIZE,
+                   ST_DELETED, ST_HIGHESTMODSEQ, ST_APPENDLIMIT, ST_COUNT };
+static const char *const status_names[ST_COUNT] = {
+    "MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "SIZE", "DELETED",
+    "HIGHESTMODSEQ", "APPENDLIMIT"};
+
+/* The item an argument names, or ST_COUNT. */
+static enum status_item status_item(const struct imap_arg *a)
+{
+    size_t k;
+
+    for (k = 0; a->type == IMAP_ARG_ATOM && k < ST_COUNT; k++)
+        if (strcasecmp(a->s, status_names[k]) == 0)
+            break;
+    return a->type == IMAP_ARG_ATOM ? (enum status_item)k : ST_COUNT;
+}
+
+static int status_items_valid(const struct imap_arg *items)
+{
+    for (size_t i = 0; i < items->nlist; i++)
+        if (status_item(&items->list[i]) == ST_COUNT)
+            return 0;
+    return 1;
+}
+
 static void status_line(struct imap_session *s, const struct db_mailbox *mb,
                         const struct imap_arg *items)
 {
@@ -315,23 +347,22 @@ static void status_line(struct imap_session *s, const struct db_mailbox *mb,
     size_t off = 0;
     int need_scan = 0;
 
-    for (size_t i = 0; i < items->nlist; i++)
-        if (items->list[i].type == IMAP_ARG_ATOM && (strcasecmp(items->list[i].s, "RECENT") == 0 ||
-                                                     strcasecmp(items->list[i].s, "DELETED") == 0))
-            need_scan = 1;
+    for (size_t i = 0; i < items->nlist; i++) {
+        enum status_item k = status_item(&items->list[i]);
+        need_scan |= k == ST_RECENT || k == ST_DELETED;
+    }
     if (need_scan)
         db_read(s->srv->svc->db, tx_status, &r, err, sizeof err);
     for (size_t i = 0; i < items->nlist; i++) {
-        static const char *const names[] = {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY",
-                                            "UNSEEN", "SIZE", "DELETED", "HIGHESTMODSEQ"};
-        const unsigned long long values[] = {mb->messages, r.rc.n, mb->uidnext,
-                                             mb->uidvalidity, mb->unseen, mb->size,
-                                             r.rc.deleted, mb->highestmodseq};
-        const char *w = items->list[i].type == IMAP_ARG_ATOM ? items->list[i].s : "";
-        for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
-            if (strcasecmp(w, names[k]) == 0 && off < sizeof out)
-                off += (size_t)snprintf(out + off, sizeof out - off, "%s%s %llu",
-                                        off ? " " : "", names[k], values[k]);
+        const unsigned long long values[ST_COUNT] = {
+            mb->messages, r.rc.n, mb->uidnext, mb->uidvalidity, mb->unseen, mb->size,
+            r.rc.deleted, mb->highestmodseq,
+            conf_uint(s->srv->svc->conf, "message_size_limit")};
+        enum status_item k = status_item(&items->list[i]);
+        if (k == ST_COUNT || (k == ST_RECENT && s->rev2) || off >= sizeof out)
+            continue;
+        off += (size_t)snprintf(out + off, sizeof out - off, "%s%s %llu", off ? " " : "",
+                                status_names[k], values[k]);
     }
     conn_printf(s->conn, "* STATUS ");
     imap_string(s, mb->name, strlen(mb->name));
@@ -363,20 +394,14 @@ void cmd_status(struct imap_session *s, int uid, const struct imap_arg *args, si
         imap_command_done(s);
         return;
     }
-    for (size_t i = 0; i < args[1].nlist; i++) {
-        static const char *const known[] = {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY",
-                                            "UNSEEN", "SIZE", "DELETED", "HIGHESTMODSEQ"};
-        int ok = 0;
-        for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
-            ok |= args[1].list[i].type == IMAP_ARG_ATOM && strcasecmp(args[1].list[i].s, known[k]) == 0;
-        if (!ok) {
-            imap_tagged(s, "BAD", "Unknown STATUS item");
-            imap_command_done(s);
-            return;
-        }
-        if (strcasecmp(args[1].list[i].s, "HIGHESTMODSEQ") == 0)
-            s->condstore = 1;           /* a CONDSTORE-enabling command (RFC 7162 3.1) */
+    if (!status_items_valid(&args[1])) {
+        imap_tagged(s, "BAD", "Unknown STATUS item");
+        imap_command_done(s);
+        return;
     }
+    for (size_t i = 0; i < args[1].nlist; i++)
+        if (status_item(&args[1].list[i]) == ST_HIGHESTMODSEQ)
+            s->condstore = 1;           /* a CONDSTORE-enabling command (RFC 7162 3.1) */
     if (db_read(s->srv->svc->db, tx_get_mb, &g, err, sizeof err) != 0 ||
         (g.mb.special & DB_SPECIAL_NOSELECT)) {
         imap_tagged(s, "NO", "[NONEXISTENT] Mailbox doesn't exist: %s", name);

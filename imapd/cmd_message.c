@@ -347,15 +347,27 @@ static int tx_copy(struct db_txn *txn, void *arg)
     return o->move ? 0 : quota_check_add(txn, o->user, o->quota_default, added);
 }
 
-/* "a,b,c" of uids (valid, if uncompressed, uid-set syntax). */
+/* The non-zero uids, ascending, as a uid-set with ranges ("4:9,12").
+ * COPYUID's two sets pair up by position once expanded (RFC 4315 3), which
+ * ranges keep as both lists ascend. */
 static void uid_list(char *out, size_t outsz, const uint32_t *uids, size_t n)
 {
-    size_t off = 0;
+    size_t off = 0, i = 0;
 
     out[0] = '\0';
-    for (size_t i = 0; i < n && off < outsz; i++)
-        if (uids[i])
-            off += (size_t)snprintf(out + off, outsz - off, "%s%u", off ? "," : "", uids[i]);
+    while (i < n && off < outsz) {
+        size_t j;
+        if (uids[i] == 0) {
+            i++;
+            continue;
+        }
+        for (j = i; j + 1 < n && uids[j + 1] == uids[j] + 1; j++)
+            ;
+        off += (size_t)snprintf(out + off, outsz - off, "%s%u", off ? "," : "", uids[i]);
+        if (j > i && off < outsz)
+            off += (size_t)snprintf(out + off, outsz - off, ":%u", uids[j]);
+        i = j + 1;
+    }
 }
 
 static void copy_or_move(struct imap_session *s, int uid, const struct imap_arg *args,

@@ -111,7 +111,12 @@ struct msg_read {
     struct db_message dm;
     struct fetch_job *j;
     int cached;
+    int rev1;                           /* an IMAP4rev1 session (message/global) */
 };
+
+/* The cache holds the IMAP4rev2 form: a message/global part as
+ * body-type-msg, which an IMAP4rev1 session must not see. */
+static const char global_msg[] = "\"message\" \"global\"";
 
 static int tx_msg_read(struct db_txn *txn, void *arg)
 {
@@ -130,6 +135,9 @@ static int tx_msg_read(struct db_txn *txn, void *arg)
         return 0;
     if (rc != 0)
         return rc;
+    if (r->rev1 && memmem(c.bodystructure, c.bodystructure_len, global_msg,
+                          sizeof global_msg - 1) != NULL)
+        return 0;                       /* computed for this session instead */
     r->cached = 1;
     mime_buf_add(&r->j->env, c.envelope, c.envelope_len);
     mime_buf_add(&r->j->bs, c.bodystructure, c.bodystructure_len);
@@ -146,18 +154,21 @@ static int tx_cache_put(struct db_txn *txn, void *arg)
     return db_cache_put(txn, r->dm.file_id, &c);
 }
 
-/* The structure of a message the cache did not have: computed, then kept. */
+/* The structure of a message the cache did not have: computed, then kept
+ * (not the IMAP4rev1 form of a message with a message/global part). */
 static void fill_structure(struct imap_session *s, struct msg_read *r, struct mime_msg *mime)
 {
     struct fetch_job *j = r->j;
+    unsigned basic;
     char err[256];
 
     if (mime == NULL)
         return;
+    basic = r->rev1 && (mime->flags & MIME_MSG_GLOBAL) ? MIME_IMAP_GLOBAL_BASIC : 0;
     mime_imap_envelope(mime->root, &j->env);
-    mime_imap_bodystructure(mime, 1, &j->bs);
-    mime_imap_bodystructure(mime, 0, &j->body);
-    if (!j->env.failed && !j->bs.failed && !j->body.failed)
+    mime_imap_bodystructure(mime, MIME_IMAP_EXTENDED | basic, &j->bs);
+    mime_imap_bodystructure(mime, basic, &j->body);
+    if (!basic && !j->env.failed && !j->bs.failed && !j->body.failed)
         db_write_lazy(s->srv->svc->db, tx_cache_put, r, err, sizeof err);
 }
 
@@ -249,7 +260,7 @@ static int load_message(struct imap_session *s, struct fetch_job *j, struct msg_
 
     *r = (struct msg_read){.mbox = s->view->mailbox_id,
                            .uid = s->view->msgs[j->idx[j->pos]].uid, .j = j,
-                           .changedsince = j->changedsince};
+                           .changedsince = j->changedsince, .rev1 = !s->rev2};
     for (size_t k = 0; k < j->atts.n; k++) {
         want_bytes |= needs_bytes(j->atts.a[k].kind);
         r->want_cache |= needs_structure(j->atts.a[k].kind);

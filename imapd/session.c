@@ -117,16 +117,17 @@ void imap_write(struct imap_session *s, const void *buf, size_t len)
     conn_write(s->conn, buf, len);
 }
 
+/* A whole reply line, however long (a COPYUID set, 64 long keywords):
+ * never cut short, which would break the grammar. */
 static void vreply(struct imap_session *s, const char *prefix, const char *status,
                    const char *fmt, va_list ap)
 {
-    char text[2048];
-
-    vsnprintf(text, sizeof text, fmt, ap);
     if (status)
-        conn_printf(s->conn, "%s %s %s\r\n", prefix, status, text);
+        conn_printf(s->conn, "%s %s ", prefix, status);
     else
-        conn_printf(s->conn, "%s %s\r\n", prefix, text);
+        conn_printf(s->conn, "%s ", prefix);
+    conn_vprintf(s->conn, fmt, ap);
+    conn_printf(s->conn, "\r\n");
 }
 
 void imap_tagged(struct imap_session *s, const char *status, const char *fmt, ...)

@@ -400,9 +400,12 @@ static void content_type(struct parser *ps, const struct mime_header *h, struct 
     }
     ct = ps->tmp.p ? ps->tmp.p : "";
     n = ps->tmp.len;
-    if ((n == 14 && strncasecmp(ct, "message/rfc822", 14) == 0) ||
-        (n == 14 && strncasecmp(ct, "message/global", 14) == 0))
+    if (n == 14 && strncasecmp(ct, "message/rfc822", 14) == 0)
         r->message = 1;
+    else if (n == 14 && strncasecmp(ct, "message/global", 14) == 0) {
+        r->message = 1;
+        ps->msg->flags |= MIME_MSG_GLOBAL;
+    }
     else if (n >= 4 && strncasecmp(ct, "text", 4) == 0 && (n == 4 || ct[4] == '/'))
         r->text = 1;
     else if (n >= 10 && strncasecmp(ct, "multipart/", 10) == 0) {

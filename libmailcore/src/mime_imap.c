@@ -18,7 +18,9 @@
  *   - a multipart without parts shows one empty text/plain part; a leaf
  *     that says multipart or message/rfc822 (no boundary, past the depth
  *     bound) is "application" "octet-stream".
- * message/global is reported like message/rfc822 (RFC 9051 body-type-msg).
+ * message/global is reported like message/rfc822 (RFC 9051 body-type-msg),
+ * or as a basic part with MIME_IMAP_GLOBAL_BASIC (RFC 3501 has no such
+ * body-type-msg: for IMAP4rev1 sessions).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -385,18 +387,20 @@ static int str_is(const struct mime_buf *store, struct mime_str s, const char *w
     return s.set && s.len == n && strncasecmp(mime_str_ptr(store, s), what, n) == 0;
 }
 
-static int write_part(const struct mime_part *p, int ext, struct mime_buf *out);
+static int write_part(const struct mime_part *p, unsigned flags, struct mime_buf *out);
 
-static int write_multipart(const struct mime_part *p, const struct mime_info *in, int ext,
+static int write_multipart(const struct mime_part *p, const struct mime_info *in, unsigned flags,
                            struct mime_buf *out)
 {
+    int ext = (flags & MIME_IMAP_EXTENDED) != 0;
+
     if (p->child == NULL) {
         mime_buf_adds(out, EMPTY_BODY);
         mime_buf_adds(out, ext ? " NIL NIL NIL NIL)" : ")");
     }
     for (const struct mime_part *c = p->child; c != NULL; c = c->next) {
         mime_buf_addc(out, '(');
-        if (write_part(c, ext, out) < 0)
+        if (write_part(c, flags, out) < 0)
             return -1;
         mime_buf_addc(out, ')');
     }
@@ -413,21 +417,28 @@ static int write_multipart(const struct mime_part *p, const struct mime_info *in
     return out->failed ? -1 : 0;
 }
 
-static int write_leaf(const struct mime_part *p, const struct mime_info *in, int ext,
+static int write_leaf(const struct mime_part *p, const struct mime_info *in, unsigned flags,
                       struct mime_buf *out)
 {
-    int text = 0, msg = p->kind == MIME_MESSAGE && p->child != NULL;
+    int ext = (flags & MIME_IMAP_EXTENDED) != 0, text = 0;
+    int global = str_is(&in->store, in->subtype, "global");
+    int msg = p->kind == MIME_MESSAGE && p->child != NULL;
+    /* IMAP4rev1 knows only message/rfc822 as body-type-msg (RFC 3501 9). */
+    int global_basic = msg && global && (flags & MIME_IMAP_GLOBAL_BASIC);
 
-    if (msg) {
-        mime_buf_adds(out, str_is(&in->store, in->subtype, "global") ? "\"message\" \"global\""
-                                                                     : "\"message\" \"rfc822\"");
+    if (global_basic) {
+        msg = 0;
+        str_n(out, &in->store, in->type);
+        mime_buf_addc(out, ' ');
+        str_n(out, &in->store, in->subtype);
+    } else if (msg) {
+        mime_buf_adds(out, global ? "\"message\" \"global\"" : "\"message\" \"rfc822\"");
     } else if (!in->type.set) {
         mime_buf_adds(out, "\"text\" \"plain\"");
         text = 1;
     } else if (str_is(&in->store, in->type, "multipart") ||
                (str_is(&in->store, in->type, "message") &&
-                (str_is(&in->store, in->subtype, "rfc822") ||
-                 str_is(&in->store, in->subtype, "global")))) {
+                (str_is(&in->store, in->subtype, "rfc822") || global))) {
         /* A leaf that says multipart or message (no boundary, too deep):
          * shown as Dovecot does, so that the answer still parses. */
         mime_buf_adds(out, "\"application\" \"octet-stream\"");
@@ -461,7 +472,7 @@ static int write_leaf(const struct mime_part *p, const struct mime_info *in, int
         if (envelope(p->child, out) < 0)
             return -1;
         mime_buf_add(out, " (", 2);
-        if (write_part(p->child, ext, out) < 0)
+        if (write_part(p->child, flags, out) < 0)
             return -1;
         mime_buf_add(out, ") ", 2);
         mime_buf_addu(out, p->body_lines);
@@ -474,7 +485,7 @@ static int write_leaf(const struct mime_part *p, const struct mime_info *in, int
     return out->failed ? -1 : 0;
 }
 
-static int write_part(const struct mime_part *p, int ext, struct mime_buf *out)
+static int write_part(const struct mime_part *p, unsigned flags, struct mime_buf *out)
 {
     struct mime_info *in = malloc(sizeof *in);
     int ret;
@@ -486,9 +497,9 @@ static int write_part(const struct mime_part *p, int ext, struct mime_buf *out)
     if (mime_info_load(p, in) < 0)
         ret = -1;
     else if (p->kind == MIME_MULTIPART && !(p->flags & MIME_PART_LIMITED))
-        ret = write_multipart(p, in, ext, out);
+        ret = write_multipart(p, in, flags, out);
     else
-        ret = write_leaf(p, in, ext, out);
+        ret = write_leaf(p, in, flags, out);
     mime_info_free(in);
     free(in);
     if (ret < 0)
@@ -496,12 +507,12 @@ static int write_part(const struct mime_part *p, int ext, struct mime_buf *out)
     return ret;
 }
 
-int mime_imap_bodystructure(const struct mime_msg *msg, int extended, struct mime_buf *out)
+int mime_imap_bodystructure(const struct mime_msg *msg, unsigned flags, struct mime_buf *out)
 {
     if (msg->root == NULL)
         return -1;
     mime_buf_addc(out, '(');
-    if (write_part(msg->root, extended, out) < 0)
+    if (write_part(msg->root, flags, out) < 0)
         return -1;
     return mime_buf_addc(out, ')');
 }

