@@ -64,7 +64,9 @@ const struct ctl_cmd ctl_cmds[] = {
     {"check", "",
      "Validate the configuration, the mail_creator account, the daemon binaries,\n"
      "the TLS certificate and key, the directories and the database, without\n"
-     "starting anything.  Warns when postmaster@email_domain reaches nobody.",
+     "starting anything or changing any file: the database is only read, and\n"
+     "not checked while there is none yet.  Warns when postmaster@email_domain\n"
+     "reaches nobody.",
      cmd_check},
     {"status", "", "Show whether master runs and the pid of every daemon; exit 1 if not running.",
      cmd_status},

@@ -6,6 +6,7 @@ import json
 import os
 import pwd
 import re
+import shutil
 import unittest
 
 from mcfixture import CREATOR, IS_ROOT, SRC, Instance
@@ -175,14 +176,42 @@ class Config(unittest.TestCase):
             r = mc.mailctl("check")
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertIn("is valid", r.stdout)
-            self.assertIn("postmaster@example.test reaches nobody", r.stdout)
+            self.assertIn("users, groups and postmaster@example.test are not checked", r.stdout)
             mc.add_user("alice")
+            r = mc.mailctl("check")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("postmaster@example.test reaches nobody", r.stdout)
             mc.mailctl("alias", "add", "postmaster@example.test", "alice", check=True)
             self.assertNotIn("postmaster", mc.mailctl("check").stdout)
             mc.write_conf("imap_port = many\n")
             r = mc.mailctl("check")
             self.assertEqual(r.returncode, 1)
             self.assertRegex(r.stderr, r"mailcore\.conf:\d+: imap_port: 'many' is not a port")
+
+    def test_mailctl_check_creates_and_changes_nothing(self):
+        """check validates without starting anything (SPEC 2): data_directory
+        stays absent on a fresh configuration, an empty one stays empty, and
+        an existing database is read without making a file (no msg/, tmp/,
+        not even lock.mdb)."""
+        with Instance() as mc:
+            data = mc.settings["data_directory"]
+            r = mc.mailctl("check")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn(f"no database in {data} yet", r.stdout)
+            self.assertFalse(os.path.exists(data))
+            self.assertFalse(os.path.exists(mc.settings["queue_directory"]))
+            os.mkdir(data, 0o750)
+            os.chown(data, pwd.getpwnam(CREATOR).pw_uid, pwd.getpwnam(CREATOR).pw_gid)
+            self.assertEqual(mc.mailctl("check").returncode, 0)
+            self.assertEqual(os.listdir(data), [])
+            mc.add_user("alice")
+            for name in ("msg", "tmp", "lock.mdb"):
+                path = os.path.join(data, name)
+                shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
+            r = mc.mailctl("check")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("postmaster@example.test reaches nobody", r.stdout)
+            self.assertEqual(os.listdir(data), ["data.mdb"])
 
     def test_mailctl_help_for_every_command(self):
         with Instance() as mc:

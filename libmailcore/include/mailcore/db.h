@@ -110,6 +110,13 @@ struct db_message {
  */
 struct db *db_open(const char *dir, int create, uid_t owner_uid, gid_t owner_gid,
                    char *err, size_t errlen);
+/*
+ * Open an existing environment for reading only (mailctl check): nothing is
+ * created, chowned or upgraded, and db_write() fails.  Without lock.mdb it
+ * is read without locks instead of making one.  An older schema is an error
+ * (naming the upgrade that master makes at start).  NULL with err.
+ */
+struct db *db_open_readonly(const char *dir, char *err, size_t errlen);
 void db_close(struct db *db);
 
 typedef int db_txn_fn(struct db_txn *txn, void *arg);
