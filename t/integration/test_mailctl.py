@@ -7,9 +7,10 @@ import os
 import pwd
 import re
 import shutil
+import subprocess
 import unittest
 
-from mcfixture import CREATOR, IS_ROOT, SRC, Instance
+from mcfixture import BIN, CREATOR, IS_ROOT, SRC, Instance
 
 
 class Users(unittest.TestCase):
@@ -212,6 +213,66 @@ class Config(unittest.TestCase):
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertIn("postmaster@example.test reaches nobody", r.stdout)
             self.assertEqual(os.listdir(data), ["data.mdb"])
+    def test_example_config_values_are_valid_as_written(self):
+        """etc/mailcore.conf with every '#key = value' line uncommented passes
+        `mailctl check`, and `mailctl config` then shows each value as a
+        reader of the example takes it: an administrator can uncomment any
+        line.  (A comment after a value is part of the value: it made
+        smtpd_port '25   # mail from...', and it would quietly turn a path
+        into another path, which only the comparison with `config` catches.)
+
+        The example names a production system's places (/etc/mailcore/tls,
+        /var/lib/mailcore, /usr/libexec/mailcore, ...).  Instead of replacing
+        those values, every absolute path is re-rooted under a scratch
+        directory, as a chroot would see it, keeping its text; the test
+        creates there what check must find (certificate, key, relay password
+        file, daemon binaries) and leaves absent what check only notes as not
+        created yet.  mail_creator becomes the account this suite runs the
+        daemons as (that is mailcore itself when run as root)."""
+        with open(os.path.join(SRC, "etc", "mailcore.conf")) as f:
+            example = f.read()
+        with Instance() as mc:
+            root = os.path.join(mc.dir, "root")
+            settings, meant = {}, {}
+            for line in example.splitlines():
+                m = re.match(r"#?([a-z_]+) =(.*)$", line)
+                if m:
+                    value = m.group(2).strip()
+                    if m.group(1) == "mail_creator":
+                        value = CREATOR
+                    elif value.startswith("/"):
+                        value = root + value
+                    settings[m.group(1)] = value
+                    meant[m.group(1)] = re.sub(r"\s+#.*", "", value)
+            self.assertGreaterEqual(len(settings), 25, "the example lost its keys?")
+            self.make_example_files(mc, root, settings)
+            path = os.path.join(mc.dir, "example.conf")
+            with open(path, "w") as f:
+                f.writelines(f"{k} = {v}\n" for k, v in settings.items())
+            r = self.mailctl(path, "check")
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn("is valid", r.stdout)
+            r = self.mailctl(path, "config", *settings)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(sorted(r.stdout.splitlines()),
+                             sorted(f"{k} = {v}" for k, v in meant.items()))
+
+    @staticmethod
+    def mailctl(conf, *args):
+        return subprocess.run([os.path.join(BIN, "mailctl"), "-c", conf, *args],
+                              capture_output=True, text=True, timeout=60)
+
+    @staticmethod
+    def make_example_files(mc, root, settings):
+        """What check must find at the example's (re-rooted) paths."""
+        for key in ("tls_cert_file", "tls_key_file", "mailserver_password_file"):
+            os.makedirs(os.path.dirname(settings[key]), exist_ok=True)
+        shutil.copy(mc.cert, settings["tls_cert_file"])
+        shutil.copy(mc.key, settings["tls_key_file"])
+        with open(settings["mailserver_password_file"], "w") as f:
+            f.write("relay-secret\n")
+        os.makedirs(os.path.dirname(settings["daemon_directory"]), exist_ok=True)
+        os.symlink(mc.daemon_dir, settings["daemon_directory"])
 
     def test_mailctl_help_for_every_command(self):
         with Instance() as mc:
