@@ -1,6 +1,7 @@
 /*
  * conf_check.c - conf_validate(): the checks that need more than one key,
- * run by every program after parsing and by `mailctl check`.
+ * run by every program after parsing and by `mailctl check`; and
+ * conf_validate_db(): those that need the database, run by `mailctl check`.
  *
  * Each message says what to change, naming the key and where it was set.
  */
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #include "mailcore/conf.h"
+#include "mailcore/db.h"
 
 static int fail(const struct conf *c, const char *key, char *err, size_t errlen,
                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
@@ -138,5 +140,20 @@ int conf_validate(const struct conf *c, char *err, size_t errlen)
     if (check_tls(c, err, errlen) < 0 || check_ports(c, err, errlen) < 0 ||
         check_names(c, err, errlen) < 0 || check_relay(c, err, errlen) < 0)
         return -1;
+    return 0;
+}
+
+int conf_validate_db(const struct conf *c, struct db_txn *txn, char *err, size_t errlen)
+{
+    const char *group = conf_relay_acl_group(c);
+    int r = group ? db_group_exists(txn, group) : 0;
+
+    if (r == DB_NOTFOUND)
+        return fail(c, "relay_acl", err, errlen, "group '%s' does not exist: no user may send "
+                    "(mailctl group add %s, or relay_acl = published)", group, group);
+    if (r != 0) {
+        snprintf(err, errlen, "%s", db_txn_error(txn));
+        return -1;
+    }
     return 0;
 }

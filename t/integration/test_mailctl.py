@@ -189,6 +189,25 @@ class Config(unittest.TestCase):
             self.assertEqual(r.returncode, 1)
             self.assertRegex(r.stderr, r"mailcore\.conf:\d+: imap_port: 'many' is not a port")
 
+    def test_mailctl_check_relay_acl_group_must_exist(self):
+        """relay_acl naming a group the database does not have would refuse
+        every submission (550 5.7.1): check says so, naming key and group."""
+        with Instance(relay_acl="nosuchgroup") as mc:
+            r = mc.mailctl("check")
+            self.assertEqual(r.returncode, 0, r.stderr)   # no database: not checked
+            self.assertIn("users, groups and postmaster@example.test are not checked", r.stdout)
+            mc.add_user("alice")
+            r = mc.mailctl("check")
+            self.assertEqual(r.returncode, 1, r.stdout)
+            self.assertNotIn("is valid", r.stdout)
+            self.assertRegex(r.stderr, r"^mailctl: \S+mailcore\.conf:\d+: relay_acl: group "
+                                       r"'nosuchgroup' does not exist: no user may send")
+            self.assertEqual(len(r.stderr.splitlines()), 1, r.stderr)
+            mc.mailctl("group", "add", "nosuchgroup", check=True)
+            self.assertEqual(mc.mailctl("check").returncode, 0)
+            mc.set(relay_acl="published")
+            self.assertEqual(mc.mailctl("check").returncode, 0)
+
     def test_mailctl_check_creates_and_changes_nothing(self):
         """check validates without starting anything (SPEC 2): data_directory
         stays absent on a fresh configuration, an empty one stays empty, and

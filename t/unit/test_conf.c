@@ -33,6 +33,7 @@ static const char *sample_value(const struct conf_key *k)
 static void test_conf_every_key_has_a_valid_default_and_doc(void)
 {
     struct conf *c = conf_new();
+    char err[512];
 
     CHECK(conf_nkeys >= 30);
     for (size_t i = 0; i < conf_nkeys; i++) {
@@ -49,6 +50,9 @@ static void test_conf_every_key_has_a_valid_default_and_doc(void)
     CHECK_INT(conf_uint(c, "max_queue_lifetime"), 5 * 86400);
     CHECK_STR(conf_str(c, "mail_creator"), "mailcore");
     CHECK_STR(conf_str(c, "relay_acl"), "published");
+    CHECK(conf_relay_acl_group(c) == NULL);
+    CHECK_INT(conf_set(c, "relay_acl", "senders", err, sizeof err), 0);
+    CHECK_STR(conf_relay_acl_group(c), "senders");
     CHECK_STR(conf_list_item(c, "listen_address", 0), "0.0.0.0");
     CHECK_STR(conf_list_item(c, "listen_address", 1), "::");
     CHECK(conf_list_item(c, "listen_address", 2) == NULL);

@@ -199,6 +199,7 @@ int db_domain_is_local(struct db_txn *txn, const char *domain);
  * group and the user (DB_NOTFOUND) and is DB_EXISTS for a member already;
  * group_del removes the memberships too. */
 int db_group_add(struct db_txn *txn, const char *group);
+int db_group_exists(struct db_txn *txn, const char *group);   /* 0 or DB_NOTFOUND */
 int db_group_del(struct db_txn *txn, const char *group);
 int db_group_member_add(struct db_txn *txn, const char *group, const char *user);
 int db_group_member_del(struct db_txn *txn, const char *group, const char *user);
