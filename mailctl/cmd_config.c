@@ -153,6 +153,12 @@ static int check_db(struct ctl *ctl)
     return d.broken ? ctl_fail("%s", d.problem) : 0;
 }
 
+static void print_warning(const char *text, void *arg)
+{
+    (void)arg;
+    printf("warning: %s\n", text);
+}
+
 int cmd_check(struct ctl *ctl, int argc, char **argv)
 {
     char err[1024];
@@ -163,6 +169,7 @@ int cmd_check(struct ctl *ctl, int argc, char **argv)
     if (argc != 0)
         return ctl_usage("check", "no arguments expected");
     ctl_load_conf(ctl);
+    conf_warnings(ctl->conf, print_warning, NULL);
     if (privsep_file_owner(conf_str(ctl->conf, "mail_creator"), &uid, &gid, err, sizeof err) < 0)
         return ctl_fail("%s", err);
     if (geteuid() != 0)

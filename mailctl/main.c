@@ -66,7 +66,8 @@ const struct ctl_cmd ctl_cmds[] = {
      "the TLS certificate and key, the directories and the database, without\n"
      "starting anything or changing any file: the database is only read, and\n"
      "not checked while there is none yet.  Warns when postmaster@email_domain\n"
-     "reaches nobody; fails when relay_acl names a group that does not exist.",
+     "reaches nobody or a STARTTLS port has no tls_cert_file; fails when\n"
+     "relay_acl names a group that does not exist.",
      cmd_check},
     {"status", "", "Show whether master runs and the pid of every daemon; exit 1 if not running.",
      cmd_status},

@@ -189,6 +189,26 @@ class Config(unittest.TestCase):
             self.assertEqual(r.returncode, 1)
             self.assertRegex(r.stderr, r"mailcore\.conf:\d+: imap_port: 'many' is not a port")
 
+    def test_mailctl_check_warns_of_starttls_ports_without_certificate(self):
+        """Without tls_cert_file, submission_port and imap_port offer no
+        STARTTLS and only loopback clients can log in: a warning naming the
+        port keys, not an error (SPEC 2 asks a certificate only of the
+        implicit-TLS ports), so the exit status stays 0."""
+        with Instance(tls_cert_file="", tls_key_file="", submission_ssl_port=0, imaps_port=0,
+                      listen_address="0.0.0.0") as mc:
+            r = mc.mailctl("check")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("is valid", r.stdout)
+            for key in ("submission_port", "imap_port"):
+                self.assertRegex(r.stdout, rf"(?m)^warning: {key} {mc.settings[key]}: STARTTLS "
+                                           r"is not offered without tls_cert_file")
+            mc.set(imap_port=0)
+            r = mc.mailctl("check")
+            self.assertNotIn("imap_port", r.stdout)
+            self.assertIn("warning: submission_port", r.stdout)
+            mc.set(tls_cert_file=mc.cert, tls_key_file=mc.key)
+            self.assertNotIn("STARTTLS", mc.mailctl("check").stdout)
+
     def test_mailctl_check_relay_acl_group_must_exist(self):
         """relay_acl naming a group the database does not have would refuse
         every submission (550 5.7.1): check says so, naming key and group."""

@@ -91,6 +91,14 @@ int conf_set(struct conf *c, const char *key, const char *value, char *err,
  * that must exist, TLS ports without certificates, directories).  0 or -1. */
 int conf_validate(const struct conf *c, char *err, size_t errlen);
 
+/*
+ * Settings that are valid but seldom meant, for `mailctl check`: warn gets
+ * each warning's text (no "warning: " prefix), in a stable order.  Today:
+ * a STARTTLS port (submission_port, imap_port) enabled without
+ * tls_cert_file, unless every listen_address is loopback.
+ */
+void conf_warnings(const struct conf *c, void (*warn)(const char *text, void *arg), void *arg);
+
 struct db_txn;
 /* The rules that need the database, for `mailctl check`: a relay_acl group
  * must exist (else no user may send).  0, or -1 with err (a broken rule or
