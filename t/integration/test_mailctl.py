@@ -47,9 +47,9 @@ class Users(unittest.TestCase):
         for bad in ("a%b@example.test", "\"q\"@example.test", "@example.test", "alice@",
                     "x@-bad.example", "<a@b.c>", "a" * 300 + "@x.test"):
             r = self.mc.mailctl("user", "add", bad, "--password-stdin", input="x\n")
-            self.assertEqual(r.returncode, 1, bad)
-            self.assertIn("not a valid", r.stderr, bad)
-            self.assertEqual(len(r.stderr.strip().splitlines()), 1)
+            self.assertEqual(r.returncode, 2, bad)     # malformed: bad usage
+            self.assertIn("not a valid", r.stderr.splitlines()[0], bad)
+            self.assertIn("usage:\n  mailctl user add NAME|ADDRESS", r.stderr)
         r = self.mc.mailctl("user", "add", "carol", "hunter2", "--password-stdin",
                             input="x\n")
         self.assertEqual(r.returncode, 2)
@@ -69,6 +69,36 @@ class Users(unittest.TestCase):
         r = self.mc.mailctl("user", "del", "nobody-here")
         self.assertEqual(r.returncode, 1)
         self.assertIn("no user nobody-here", r.stderr)
+
+    def test_mailctl_malformed_argument_is_bad_usage_unknown_one_a_failure(self):
+        """Exit status 2 (bad usage) for what no database could make right: a
+        malformed address, user or group name, UID, size or queue id, like an
+        unknown option; exit 1 with one line for a well-formed name that
+        names nothing."""
+        self.mc.add_user("alice")
+        usage = [("alias", "add", "a b", "alice"), ("alias", "add", "x@example.test", "A b"),
+                 ("alias", "del", "a b"), ("group", "add", "bad group"),
+                 ("group", "del", "bad group"), ("group", "member", "add", "bad group", "alice"),
+                 ("group", "member", "del", "staff", "bad user"),
+                 ("user", "add", "a b", "--password-stdin"),
+                 ("user", "add", "carol", "--group", "bad group", "--password-stdin"),
+                 ("user", "del", "Bad Name"), ("user", "passwd", "a b", "--password-stdin"),
+                 ("user", "quota", "a b", "1m"), ("user", "quota", "alice", "12x"),
+                 ("message", "list", "a b"), ("message", "cat", "alice", "INBOX", "x"),
+                 ("queue", "delete", "../etc"), ("queue", "hold", "a-b"),
+                 ("user", "list", "--bogus")]
+        for args in usage:
+            r = self.mc.mailctl(*args, input="pw\n")
+            self.assertEqual(r.returncode, 2, (args, r.stderr))
+            self.assertIn("\nusage:\n  mailctl ", r.stderr, args)
+        failed = [("user", "del", "nobody"), ("group", "del", "nogroup"),
+                  ("group", "member", "add", "nogroup", "alice"),
+                  ("alias", "del", "no@example.test"), ("alias", "add", "x@example.test", "bob"),
+                  ("message", "cat", "alice", "INBOX", "7"), ("queue", "delete", "NOSUCHID")]
+        for args in failed:
+            r = self.mc.mailctl(*args)
+            self.assertEqual(r.returncode, 1, (args, r.stderr))
+            self.assertEqual(len(r.stderr.splitlines()), 1, (args, r.stderr))
 
     def test_mailctl_unusable_database_is_one_clear_error(self):
         self.mc.add_user("alice")
@@ -325,9 +355,29 @@ class Config(unittest.TestCase):
                 self.assertIn("mailctl " + cmd, r.stdout)
             r = mc.mailctl("frobnicate")
             self.assertEqual(r.returncode, 2)
-            self.assertIn("unknown command", r.stderr)
+            self.assertIn("unknown command 'frobnicate'", r.stderr)
             r = mc.mailctl("user", "del")
             self.assertEqual(r.returncode, 2)
+
+    def test_mailctl_unknown_subcommand_is_named(self):
+        with Instance() as mc:
+            for args, group in ((("user", "bogus"), "user"),
+                                (("group", "member", "bogus", "x"), "group member"),
+                                (("queue", "bogus"), "queue")):
+                r = mc.mailctl(*args)
+                self.assertEqual(r.returncode, 2, args)
+                self.assertEqual(r.stderr.splitlines()[0],
+                                 f"mailctl: unknown subcommand 'bogus' of '{group}'")
+                self.assertIn(f"  mailctl {group} ", r.stderr)   # what would fit
+                self.assertNotIn("unknown command", r.stderr)
+            r = mc.mailctl("group", "member")
+            self.assertEqual(r.returncode, 2)
+            self.assertIn("'group member' needs a subcommand", r.stderr)
+            self.assertIn("mailctl group member add GROUP USER", r.stderr)
+            self.assertNotIn("mailctl group list", r.stderr)
+            r = mc.mailctl("user", "--help")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("mailctl user add", r.stdout)
 
 
 if __name__ == "__main__":
