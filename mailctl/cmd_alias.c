@@ -12,14 +12,6 @@ struct alias_arg {
     const char *user;
 };
 
-static int normalize(const char *in, char *out, size_t len)
-{
-    if (strlen(in) > DB_ADDR_MAX || db_address_normalize(in, out, len) < 0)
-        return ctl_fail("'%s' is not a valid mail address (local@domain, no quotes, routes "
-                        "or %%)", in);
-    return 0;
-}
-
 static int tx_alias_add(struct db_txn *txn, void *arg)
 {
     struct alias_arg *a = arg;
@@ -40,11 +32,13 @@ int cmd_alias_add(struct ctl *ctl, int argc, char **argv)
 {
     struct alias_arg a;
     char err[1024];
+    int r;
 
     if (argc != 2)
         return ctl_usage("alias add", "expected ADDRESS USER");
-    if (normalize(argv[0], a.addr, sizeof a.addr) != 0)
-        return EXIT_FAIL;
+    if ((r = ctl_address("alias add", argv[0], a.addr, sizeof a.addr)) != 0 ||
+        (r = ctl_valid_name("alias add", "user", argv[1])) != 0)
+        return r;
     a.user = argv[1];
     ctl_load_conf(ctl);
     if (ctl_open_db(ctl) < 0)
@@ -69,11 +63,12 @@ int cmd_alias_del(struct ctl *ctl, int argc, char **argv)
 {
     struct alias_arg a;
     char err[1024];
+    int r;
 
     if (argc != 1)
         return ctl_usage("alias del", "expected ADDRESS");
-    if (normalize(argv[0], a.addr, sizeof a.addr) != 0)
-        return EXIT_FAIL;
+    if ((r = ctl_address("alias del", argv[0], a.addr, sizeof a.addr)) != 0)
+        return r;
     ctl_load_conf(ctl);
     if (ctl_open_db(ctl) < 0)
         return EXIT_FAIL;

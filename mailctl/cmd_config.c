@@ -1,6 +1,11 @@
 /*
  * cmd_config.c - mailctl config and mailctl check.
+ *
+ * check is read-only: it validates what master would find at start and
+ * creates nothing (master makes the directories, master or mailctl user add
+ * the database).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -98,34 +103,60 @@ static int check_dir(const char *key, const char *dir, uid_t uid)
     return 0;
 }
 
-struct postmaster {
-    char addr[DB_ADDR_MAX + 1];
-    int found;
+struct db_check {
+    const struct conf *conf;
+    char postmaster[DB_ADDR_MAX + 1];
+    int postmaster_found;
+    int broken;                 /* a rule of conf_validate_db(): problem says which */
+    char problem[1024];
 };
 
-static int tx_postmaster(struct db_txn *txn, void *arg)
+static int tx_check(struct db_txn *txn, void *arg)
 {
-    struct postmaster *p = arg;
+    struct db_check *d = arg;
     char user[DB_NAME_MAX + 1];
-    int r = db_address_resolve(txn, p->addr, user);
+    int r = db_address_resolve(txn, d->postmaster, user);
 
-    p->found = r == 0;
-    return r == DB_NOTFOUND ? 0 : r;
+    if (r != 0 && r != DB_NOTFOUND)
+        return r;
+    d->postmaster_found = r == 0;
+    d->broken = conf_validate_db(d->conf, txn, d->problem, sizeof d->problem) < 0;
+    return 0;
 }
 
+/* The database, read as the daemons' account and never changed: check
+ * makes no directory or file (master and mailctl user add do). */
 static int check_db(struct ctl *ctl)
 {
-    struct postmaster p = {0};
-    char err[1024];
+    const char *dir = conf_str(ctl->conf, "data_directory");
+    struct db_check d = {.conf = ctl->conf};
+    char path[4096], err[1024];
 
-    if (ctl_open_db(ctl) < 0)
+    snprintf(d.postmaster, sizeof d.postmaster, "postmaster@%s",
+             conf_str(ctl->conf, "email_domain"));
+    if (snprintf(path, sizeof path, "%s/data.mdb", dir) >= (int)sizeof path)
+        return ctl_fail("data_directory %s: path too long", dir);
+    if (access(path, F_OK) != 0 && errno == ENOENT) {
+        printf("note: no database in %s yet: users, groups and %s are not checked\n", dir,
+               d.postmaster);
+        return 0;
+    }
+    if (ctl_drop_privs(ctl) < 0)
         return EXIT_FAIL;
-    snprintf(p.addr, sizeof p.addr, "postmaster@%s", conf_str(ctl->conf, "email_domain"));
-    if (db_read(ctl->db, tx_postmaster, &p, err, sizeof err) != 0)
+    if ((ctl->db = db_open_readonly(dir, err, sizeof err)) == NULL)
         return ctl_fail("%s", err);
-    if (!p.found)
-        printf("warning: %s reaches nobody: mailctl alias add %s USER\n", p.addr, p.addr);
-    return 0;
+    if (db_read(ctl->db, tx_check, &d, err, sizeof err) != 0)
+        return ctl_fail("%s", err);
+    if (!d.postmaster_found)
+        printf("warning: %s reaches nobody: mailctl alias add %s USER\n", d.postmaster,
+               d.postmaster);
+    return d.broken ? ctl_fail("%s", d.problem) : 0;
+}
+
+static void print_warning(const char *text, void *arg)
+{
+    (void)arg;
+    printf("warning: %s\n", text);
 }
 
 int cmd_check(struct ctl *ctl, int argc, char **argv)
@@ -138,6 +169,7 @@ int cmd_check(struct ctl *ctl, int argc, char **argv)
     if (argc != 0)
         return ctl_usage("check", "no arguments expected");
     ctl_load_conf(ctl);
+    conf_warnings(ctl->conf, print_warning, NULL);
     if (privsep_file_owner(conf_str(ctl->conf, "mail_creator"), &uid, &gid, err, sizeof err) < 0)
         return ctl_fail("%s", err);
     if (geteuid() != 0)

@@ -8,6 +8,7 @@
 #include "mailctl.h"
 
 struct group_arg {
+    const char *cmd;            /* "group add", ... for usage errors */
     const char *group;
     const char *user;
     int op;
@@ -49,10 +50,11 @@ static int tx_group(struct db_txn *txn, void *arg)
 static int run_group(struct ctl *ctl, struct group_arg *g, const char *done)
 {
     char err[1024];
+    int r;
 
-    if (!db_valid_name(g->group))
-        return ctl_fail("'%s' is not a valid group name: use 1-64 of a-z 0-9 . _ - starting "
-                        "with a letter or digit", g->group);
+    if ((r = ctl_valid_name(g->cmd, "group", g->group)) != 0 ||
+        (g->user && (r = ctl_valid_name(g->cmd, "user", g->user)) != 0))
+        return r;
     ctl_load_conf(ctl);
     if (ctl_open_db(ctl) < 0)
         return EXIT_FAIL;
@@ -64,7 +66,7 @@ static int run_group(struct ctl *ctl, struct group_arg *g, const char *done)
 
 int cmd_group_add(struct ctl *ctl, int argc, char **argv)
 {
-    struct group_arg g = {.op = GROUP_ADD};
+    struct group_arg g = {.cmd = "group add", .op = GROUP_ADD};
 
     if (argc != 1)
         return ctl_usage("group add", "expected GROUP");
@@ -74,7 +76,7 @@ int cmd_group_add(struct ctl *ctl, int argc, char **argv)
 
 int cmd_group_del(struct ctl *ctl, int argc, char **argv)
 {
-    struct group_arg g = {.op = GROUP_DEL};
+    struct group_arg g = {.cmd = "group del", .op = GROUP_DEL};
 
     if (argc != 1)
         return ctl_usage("group del", "expected GROUP");
@@ -84,7 +86,7 @@ int cmd_group_del(struct ctl *ctl, int argc, char **argv)
 
 int cmd_group_member_add(struct ctl *ctl, int argc, char **argv)
 {
-    struct group_arg g = {.op = MEMBER_ADD};
+    struct group_arg g = {.cmd = "group member add", .op = MEMBER_ADD};
 
     if (argc != 2)
         return ctl_usage("group member add", "expected GROUP USER");
@@ -95,7 +97,7 @@ int cmd_group_member_add(struct ctl *ctl, int argc, char **argv)
 
 int cmd_group_member_del(struct ctl *ctl, int argc, char **argv)
 {
-    struct group_arg g = {.op = MEMBER_DEL};
+    struct group_arg g = {.cmd = "group member del", .op = MEMBER_DEL};
 
     if (argc != 2)
         return ctl_usage("group member del", "expected GROUP USER");

@@ -79,7 +79,7 @@ int cmd_message_list(struct ctl *ctl, int argc, char **argv)
 {
     struct msg_arg a = {0};
     char err[1024];
-    int pos = 0;
+    int pos = 0, r;
 
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0)
@@ -93,6 +93,8 @@ int cmd_message_list(struct ctl *ctl, int argc, char **argv)
     }
     if (a.user == NULL)
         return ctl_usage("message list", "missing USER");
+    if ((r = ctl_valid_name("message list", "user", a.user)) != 0)
+        return r;
     if (a.mailbox == NULL)
         a.mailbox = "INBOX";
     ctl_load_conf(ctl);
@@ -126,10 +128,12 @@ int cmd_message_cat(struct ctl *ctl, int argc, char **argv)
     struct msg_arg a = {0};
     char err[1024], buf[65536], *end;
     ssize_t n;
-    int fd;
+    int fd, r;
 
     if (argc != 3)
         return ctl_usage("message cat", "expected USER MAILBOX UID");
+    if ((r = ctl_valid_name("message cat", "user", argv[0])) != 0)
+        return r;
     a.user = argv[0];
     a.mailbox = argv[1];
     errno = 0;

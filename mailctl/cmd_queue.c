@@ -260,7 +260,7 @@ int cmd_queue_delete(struct ctl *ctl, int argc, char **argv)
         return ctl_usage("queue delete", "expected one ID, or all");
     if (strcmp(argv[0], "all") != 0) {
         if (!queue_valid_id(argv[0]))
-            return ctl_fail("%s is not a queue id", argv[0]);
+            return ctl_usage("queue delete", "'%s' is not a queue id", argv[0]);
         ctl_load_conf(ctl);
         if (ctl_drop_privs(ctl) < 0)
             return EXIT_FAIL;
@@ -285,7 +285,7 @@ static int set_hold(struct ctl *ctl, int argc, char **argv, const char *cmd, int
     if (argc != 1)
         return ctl_usage(cmd, "expected one queue ID");
     if (!queue_valid_id(argv[0]))
-        return ctl_fail("%s is not a queue id", argv[0]);
+        return ctl_usage(cmd, "'%s' is not a queue id", argv[0]);
     ctl_load_conf(ctl);
     if (ctl_drop_privs(ctl) < 0)
         return EXIT_FAIL;

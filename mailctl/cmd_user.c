@@ -40,25 +40,23 @@ static int tx_user_add(struct db_txn *txn, void *arg)
     return 0;
 }
 
-/* Name and primary address from "alice" or "alice@example.org". */
+/* Name and primary address from "alice" or "alice@example.org"; a
+ * malformed one is bad usage. */
 static int user_identity(struct ctl *ctl, const char *arg, struct db_user *u)
 {
     const char *at = strchr(arg, '@');
     char addr[DB_ADDR_MAX + 2];
+    int r;
 
     if (at == NULL) {
         snprintf(addr, sizeof addr, "%s@%s", arg, conf_str(ctl->conf, "email_domain"));
     } else {
         snprintf(addr, sizeof addr, "%s", arg);
     }
-    if (strlen(addr) > DB_ADDR_MAX || db_address_normalize(addr, u->address, sizeof u->address) < 0)
-        return ctl_fail("'%s' is not a valid mail address (local@domain, no quotes, routes or %%)",
-                        addr);
+    if ((r = ctl_address("user add", addr, u->address, sizeof u->address)) != 0)
+        return r;
     snprintf(u->name, sizeof u->name, "%.*s", (int)strcspn(u->address, "@"), u->address);
-    if (!db_valid_name(u->name))
-        return ctl_fail("'%s' is not a valid user name: use 1-64 of a-z 0-9 . _ - starting "
-                        "with a letter or digit", u->name);
-    return 0;
+    return ctl_valid_name("user add", "user", u->name);
 }
 
 /* Parse [--password-stdin] and refuse anything else, such as a password. */
@@ -109,12 +107,12 @@ int cmd_user_add(struct ctl *ctl, int argc, char **argv)
         return ctl_usage("user add", "missing NAME or ADDRESS");
     if ((r = password_opts("user add", argc, argv, 1, &from_stdin, &a.group)) != 0)
         return r;
-    if (a.group && !db_valid_name(a.group))
-        return ctl_fail("'%s' is not a valid group name", a.group);
+    if (a.group && (r = ctl_valid_name("user add", "group", a.group)) != 0)
+        return r;
     ctl_load_conf(ctl);
-    if (user_identity(ctl, argv[0], &a.user) != 0 || ctl_open_db(ctl) < 0)
-        return EXIT_FAIL;
-    if (read_hash(from_stdin, a.user.hash, sizeof a.user.hash) != 0)
+    if ((r = user_identity(ctl, argv[0], &a.user)) != 0)
+        return r;
+    if (ctl_open_db(ctl) < 0 || read_hash(from_stdin, a.user.hash, sizeof a.user.hash) != 0)
         return EXIT_FAIL;
     if (db_write(ctl->db, tx_user_add, &a, err, sizeof err) != 0)
         return ctl_fail("%s", err);
@@ -129,6 +127,8 @@ int cmd_user_del(struct ctl *ctl, int argc, char **argv)
 
     if (argc != 1)
         return ctl_usage("user del", "expected one NAME");
+    if ((r = ctl_valid_name("user del", "user", argv[0])) != 0)
+        return r;
     ctl_load_conf(ctl);
     if (ctl_open_db(ctl) < 0)
         return EXIT_FAIL;
@@ -164,6 +164,8 @@ int cmd_user_passwd(struct ctl *ctl, int argc, char **argv)
 
     if (argc < 1)
         return ctl_usage("user passwd", "missing NAME");
+    if ((r = ctl_valid_name("user passwd", "user", argv[0])) != 0)
+        return r;
     if ((r = password_opts("user passwd", argc, argv, 1, &from_stdin, NULL)) != 0)
         return r;
     ctl_load_conf(ctl);
@@ -212,10 +214,13 @@ int cmd_user_quota(struct ctl *ctl, int argc, char **argv)
 {
     struct quota_arg a = {0};
     char err[1024];
+    int r;
 
     if (argc != 2)
         return ctl_usage("user quota", argc < 2 ? "missing NAME or SIZE" : "unexpected argument "
                          "'%s'", argv[argc - 1]);
+    if ((r = ctl_valid_name("user quota", "user", argv[0])) != 0)
+        return r;
     if (quota_parse_setting(argv[1], &a.limit, &a.own) != 0)
         return ctl_usage("user quota", "bad size '%s': a number of bytes with an optional k, m "
                          "or g suffix (e.g. 500M, 2G), default or unlimited", argv[1]);

@@ -3,7 +3,10 @@
  * options, the help table, and helpers to open the database.
  *
  * Exit status of every command: 0 done, 1 failed (one line on stderr),
- * 2 bad usage.
+ * 2 bad usage: an unknown command or option, a missing or extra argument,
+ * or an argument that is malformed whatever the database holds (a name,
+ * address, size, UID or queue id; ctl_valid_name, ctl_address).  A
+ * well-formed one that names nothing ("no user bob") is a failure.
  */
 #ifndef MAILCTL_H
 #define MAILCTL_H
@@ -36,8 +39,14 @@ extern const struct ctl_cmd ctl_cmds[];
 
 /* Print a one-line error "mailctl: ..." and return EXIT_FAIL. */
 int ctl_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Print usage of cmd to stderr and return EXIT_USAGE. */
+/* Print "mailctl: " and the message, then the usage of cmd (with its
+ * subcommands; NULL: of every command) to stderr; return EXIT_USAGE. */
 int ctl_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* 0 when name is a valid user or group name (what: "user", "group"), else
+ * ctl_usage(cmd, ...). */
+int ctl_valid_name(const char *cmd, const char *what, const char *name);
+/* Normalize addr into out (db_address_normalize): 0, else ctl_usage(cmd, ...). */
+int ctl_address(const char *cmd, const char *addr, char *out, size_t len);
 /* 1 when argv holds -h or --help. */
 int ctl_wants_help(int argc, char **argv);
 int ctl_help(const char *cmd);

@@ -64,7 +64,10 @@ const struct ctl_cmd ctl_cmds[] = {
     {"check", "",
      "Validate the configuration, the mail_creator account, the daemon binaries,\n"
      "the TLS certificate and key, the directories and the database, without\n"
-     "starting anything.  Warns when postmaster@email_domain reaches nobody.",
+     "starting anything or changing any file: the database is only read, and\n"
+     "not checked while there is none yet.  Warns when postmaster@email_domain\n"
+     "reaches nobody or a STARTTLS port has no tls_cert_file; fails when\n"
+     "relay_acl names a group that does not exist.",
      cmd_check},
     {"status", "", "Show whether master runs and the pid of every daemon; exit 1 if not running.",
      cmd_status},
@@ -117,22 +120,30 @@ static void print_cmd(FILE *out, const struct ctl_cmd *c, int full)
     }
 }
 
-int ctl_help(const char *cmd)
+/* name is the command cmd or one of its subcommands; every name for NULL. */
+static int cmd_matches(const char *name, const char *cmd)
 {
     size_t len = cmd ? strlen(cmd) : 0;
+
+    return cmd == NULL || (strncmp(name, cmd, len) == 0 && (name[len] == '\0' || name[len] == ' '));
+}
+
+int ctl_help(const char *cmd)
+{
     int found = 0;
 
     printf("usage:\n");
     for (const struct ctl_cmd *c = ctl_cmds; c->name; c++)
-        if (cmd == NULL || (strncmp(c->name, cmd, len) == 0 &&
-                            (c->name[len] == '\0' || c->name[len] == ' '))) {
+        if (cmd_matches(c->name, cmd)) {
             print_cmd(stdout, c, cmd != NULL);
             found = 1;
         }
     if (cmd == NULL)
         printf("\nOptions: -c FILE (default $MAILCORE_CONF or %s).\n"
                "'mailctl COMMAND --help' explains a command.  Exit status: 0 done,\n"
-               "1 failed, 2 bad usage.\n", CONF_DEFAULT_PATH);
+               "1 failed, 2 bad usage (an unknown command or option, a missing or extra\n"
+               "argument, or a malformed name, address, size, UID or queue id).\n",
+               CONF_DEFAULT_PATH);
     return found ? EXIT_OK : EXIT_USAGE;
 }
 
@@ -146,9 +157,25 @@ int ctl_usage(const char *cmd, const char *fmt, ...)
     va_end(ap);
     fputs("\nusage:\n", stderr);
     for (const struct ctl_cmd *c = ctl_cmds; c->name; c++)
-        if (strcmp(c->name, cmd) == 0)
+        if (cmd_matches(c->name, cmd))
             print_cmd(stderr, c, 0);
     return EXIT_USAGE;
+}
+
+int ctl_valid_name(const char *cmd, const char *what, const char *name)
+{
+    if (db_valid_name(name))
+        return 0;
+    return ctl_usage(cmd, "'%s' is not a valid %s name: use 1-64 of a-z 0-9 . _ - starting "
+                     "with a letter or digit", name, what);
+}
+
+int ctl_address(const char *cmd, const char *addr, char *out, size_t len)
+{
+    if (strlen(addr) <= DB_ADDR_MAX && db_address_normalize(addr, out, len) == 0)
+        return 0;
+    return ctl_usage(cmd, "'%s' is not a valid mail address (local@domain, no quotes, routes "
+                     "or %%)", addr);
 }
 
 int ctl_wants_help(int argc, char **argv)
@@ -217,6 +244,48 @@ void ctl_json_string(FILE *out, const char *s)
     fputc('"', out);
 }
 
+/* words (e.g. "group member") begin some command names but are not one. */
+static int is_group(const char *words)
+{
+    size_t len = strlen(words);
+
+    for (const struct ctl_cmd *c = ctl_cmds; c->name; c++)
+        if (strncmp(c->name, words, len) == 0 && c->name[len] == ' ')
+            return 1;
+    return 0;
+}
+
+/* How many leading words of argv name a group of commands; group gets them. */
+static int group_words(int argc, char **argv, char group[64])
+{
+    char next[64];
+    int words;
+
+    group[0] = '\0';
+    for (words = 0; words < argc; words++) {
+        int n = snprintf(next, sizeof next, "%s%s%s", group, words ? " " : "", argv[words]);
+        if (n < 0 || (size_t)n >= sizeof next || !is_group(next))
+            break;
+        memcpy(group, next, (size_t)n + 1);
+    }
+    return words;
+}
+
+/* argv names no command: say which word is wrong and show what would fit. */
+static int unknown_cmd(int argc, char **argv)
+{
+    char group[64];
+    int words = group_words(argc, argv, group);
+
+    if (words == 0)
+        return ctl_usage(NULL, "unknown command '%s'", argv[0]);
+    if (ctl_wants_help(argc - words, argv + words))
+        return ctl_help(group);
+    if (words == argc)
+        return ctl_usage(group, "'%s' needs a subcommand", group);
+    return ctl_usage(group, "unknown subcommand '%s' of '%s'", argv[words], group);
+}
+
 /* The longest command name that argv starts with. */
 static const struct ctl_cmd *find_cmd(int argc, char **argv, int *used)
 {
@@ -271,10 +340,8 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     cmd = find_cmd(argc, argv, &used);
-    if (cmd == NULL) {
-        fprintf(stderr, "mailctl: unknown command '%s'\n", argv[0]);
-        return ctl_help(argv[0]) == EXIT_OK ? EXIT_USAGE : (ctl_help(NULL), EXIT_USAGE);
-    }
+    if (cmd == NULL)
+        return unknown_cmd(argc, argv);
     if (ctl_wants_help(argc - used, argv + used))
         return ctl_help(cmd->name);
     ctl.conf_path = conf_path_choose(opt_c);

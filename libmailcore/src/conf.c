@@ -578,6 +578,13 @@ int conf_bool(const struct conf *c, const char *key)
     return (int)typed(c, key, 1u << CONF_BOOL)->num;
 }
 
+const char *conf_relay_acl_group(const struct conf *c)
+{
+    const char *acl = conf_str(c, "relay_acl");
+
+    return strcmp(acl, "published") == 0 ? NULL : acl;
+}
+
 const char *conf_list_item(const struct conf *c, const char *key, size_t n)
 {
     const struct conf_val *v = typed(c, key, 1u << CONF_LIST);

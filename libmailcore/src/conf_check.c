@@ -1,6 +1,8 @@
 /*
  * conf_check.c - conf_validate(): the checks that need more than one key,
- * run by every program after parsing and by `mailctl check`.
+ * run by every program after parsing and by `mailctl check`; and, for
+ * `mailctl check` alone, conf_warnings() (valid but seldom meant) and
+ * conf_validate_db() (the rules that need the database).
  *
  * Each message says what to change, naming the key and where it was set.
  */
@@ -11,6 +13,7 @@
 #include <string.h>
 
 #include "mailcore/conf.h"
+#include "mailcore/db.h"
 
 static int fail(const struct conf *c, const char *key, char *err, size_t errlen,
                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
@@ -68,6 +71,47 @@ static int check_tls(const struct conf *c, char *err, size_t errlen)
                         "port %d is implicit TLS and needs tls_cert_file and tls_key_file "
                         "(or set %s = 0)", conf_port(c, tls_ports[i]), tls_ports[i]);
     return 0;
+}
+
+/* Every listen_address is loopback: no client elsewhere can connect. */
+static int loopback_only(const struct conf *c)
+{
+    const char *a;
+
+    for (size_t i = 0; (a = conf_list_item(c, "listen_address", i)) != NULL; i++)
+        if (strncmp(a, "127.", 4) != 0 && strcmp(a, "::1") != 0)
+            return 0;
+    return 1;
+}
+
+/* A STARTTLS port without a certificate offers no STARTTLS: SPEC 2 asks a
+ * certificate only of the implicit-TLS ports, and loopback clients (or
+ * anyone, with *_allow_plaintext_auth) can still log in, so this warns. */
+void conf_warnings(const struct conf *c, void (*warn)(const char *text, void *arg), void *arg)
+{
+    static const char *const ports[][2] = {
+        {"submission_port", "submission_allow_plaintext_auth"},
+        {"imap_port", "imap_allow_plaintext_auth"},
+    };
+    char text[512];
+
+    if (conf_str(c, "tls_cert_file")[0] != '\0' || loopback_only(c))
+        return;
+    for (size_t i = 0; i < sizeof ports / sizeof ports[0]; i++) {
+        int port = conf_port(c, ports[i][0]);
+
+        if (port == 0)
+            continue;
+        if (conf_bool(c, ports[i][1]))
+            snprintf(text, sizeof text, "%s %d: STARTTLS is not offered without tls_cert_file, "
+                     "so passwords cross the network in clear (%s = yes): set tls_cert_file "
+                     "and tls_key_file", ports[i][0], port, ports[i][1]);
+        else
+            snprintf(text, sizeof text, "%s %d: STARTTLS is not offered without tls_cert_file, "
+                     "so only loopback clients can log in: set tls_cert_file and tls_key_file "
+                     "(or %s = 0)", ports[i][0], port, ports[i][0]);
+        warn(text, arg);
+    }
 }
 
 static int check_ports(const struct conf *c, char *err, size_t errlen)
@@ -138,5 +182,20 @@ int conf_validate(const struct conf *c, char *err, size_t errlen)
     if (check_tls(c, err, errlen) < 0 || check_ports(c, err, errlen) < 0 ||
         check_names(c, err, errlen) < 0 || check_relay(c, err, errlen) < 0)
         return -1;
+    return 0;
+}
+
+int conf_validate_db(const struct conf *c, struct db_txn *txn, char *err, size_t errlen)
+{
+    const char *group = conf_relay_acl_group(c);
+    int r = group ? db_group_exists(txn, group) : 0;
+
+    if (r == DB_NOTFOUND)
+        return fail(c, "relay_acl", err, errlen, "group '%s' does not exist: no user may send "
+                    "(mailctl group add %s, or relay_acl = published)", group, group);
+    if (r != 0) {
+        snprintf(err, errlen, "%s", db_txn_error(txn));
+        return -1;
+    }
     return 0;
 }

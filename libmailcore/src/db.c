@@ -721,8 +721,8 @@ static int db_init_txn(struct db_txn *txn, void *arg)
         return db_upgrade(txn, ia, version);
     if (version == DB_SCHEMA_UPGRADABLE) {
         ia->want_upgrade = 1;
-        return db_txn_fail(txn, "%s/data.mdb: schema version %u needs an upgrade",
-                           txn->db->dir, version);
+        return db_txn_fail(txn, "%s/data.mdb: schema version %u needs an upgrade, which "
+                           "master makes when it starts", txn->db->dir, version);
     }
     if (version != DB_SCHEMA_VERSION)
         return db_txn_fail(txn, "%s/data.mdb: schema version %u, this program knows %u",
@@ -836,8 +836,21 @@ static int prepare_dir(const char *dir, int create, int *made_dir, char *err, si
     return 0;
 }
 
-struct db *db_open(const char *dir, int create, uid_t owner_uid, gid_t owner_gid, char *err,
-                   size_t errlen)
+/* mdb_env_open()'s flags.  Read-only without lock.mdb: no process has the
+ * environment open (each one makes lock.mdb), so it is read without locks
+ * rather than have a lock file made (see db_open_readonly). */
+static unsigned env_flags(const char *dir, int readonly)
+{
+    char path[4096];
+
+    if (!readonly)
+        return MDB_NOTLS;
+    snprintf(path, sizeof path, "%s/lock.mdb", dir);
+    return MDB_NOTLS | MDB_RDONLY | (access(path, F_OK) == 0 ? 0u : MDB_NOLOCK);
+}
+
+static struct db *open_env(const char *dir, int create, int readonly, uid_t owner_uid,
+                           gid_t owner_gid, char *err, size_t errlen)
 {
     struct db *db;
     struct init_arg ia = {.create = create};
@@ -866,7 +879,7 @@ struct db *db_open(const char *dir, int create, uid_t owner_uid, gid_t owner_gid
         snprintf(err, errlen, "lmdb: %s", mdb_strerror(rc));
         goto fail;
     }
-    rc = mdb_env_open(db->env, dir, MDB_NOTLS, 0600);
+    rc = mdb_env_open(db->env, dir, env_flags(dir, readonly), 0600);
     if (rc == EACCES || rc == EPERM) {
         explain_access(dir, rc, err, errlen);
         goto fail;
@@ -891,7 +904,7 @@ struct db *db_open(const char *dir, int create, uid_t owner_uid, gid_t owner_gid
     }
     rc = create ? db_write(db, db_init_txn, &ia, err, errlen)
                 : db_read(db, db_init_txn, &ia, err, errlen);
-    if (rc != 0 && ia.want_upgrade) {
+    if (rc != 0 && ia.want_upgrade && !readonly) {
         ia.upgrade = 1;
         rc = db_write(db, db_init_txn, &ia, err, errlen);
     }
@@ -904,6 +917,17 @@ fail:
     mdb_env_close(db->env);
     free(db);
     return NULL;
+}
+
+struct db *db_open(const char *dir, int create, uid_t owner_uid, gid_t owner_gid, char *err,
+                   size_t errlen)
+{
+    return open_env(dir, create, 0, owner_uid, owner_gid, err, errlen);
+}
+
+struct db *db_open_readonly(const char *dir, char *err, size_t errlen)
+{
+    return open_env(dir, 0, 1, (uid_t)-1, (gid_t)-1, err, errlen);
 }
 
 void db_close(struct db *db)

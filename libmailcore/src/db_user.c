@@ -544,7 +544,7 @@ int db_group_del(struct db_txn *txn, const char *group)
     return dbx_scan(txn, DBX_MEMBERS, prefix, n + 1, del_fn, NULL);
 }
 
-static int group_exists(struct db_txn *txn, const char *group)
+int db_group_exists(struct db_txn *txn, const char *group)
 {
     MDB_val v;
     size_t n = strlen(group);
@@ -572,7 +572,7 @@ int db_group_member_add(struct db_txn *txn, const char *group, const char *user)
     size_t klen;
     int rc;
 
-    if ((rc = group_exists(txn, group)) != 0 || (rc = db_user_get(txn, user, &u)) != 0)
+    if ((rc = db_group_exists(txn, group)) != 0 || (rc = db_user_get(txn, user, &u)) != 0)
         return rc;
     if ((klen = member_key(key, sizeof key, group, user)) == 0)
         return db_txn_fail(txn, "name too long");

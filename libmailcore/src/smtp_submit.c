@@ -39,7 +39,7 @@
 
 struct sender_check {
     const char *user;
-    const char *acl;
+    const char *group;          /* relay_acl's; NULL: published */
     char addr[SMTP_PATH_MAX + 1];
     int member;
     int owned;
@@ -61,7 +61,7 @@ static int tx_sender(struct db_txn *txn, void *arg)
     char owner[DB_NAME_MAX + 1];
     int rc;
 
-    c->member = strcmp(c->acl, "published") == 0 || db_group_is_member(txn, c->acl, c->user) == 1;
+    c->member = c->group == NULL || db_group_is_member(txn, c->group, c->user) == 1;
     rc = c->addr[0] ? db_address_resolve(txn, c->addr, owner) : DB_NOTFOUND;
     if (rc != 0 && rc != DB_NOTFOUND)
         return rc;
@@ -78,7 +78,7 @@ static void lower(char *s)
 
 enum smtp_reply_id smtp_submit_sender(struct smtp_session *s, const struct smtp_path *from)
 {
-    struct sender_check c = {.user = s->user, .acl = conf_str(s->srv->svc->conf, "relay_acl")};
+    struct sender_check c = {.user = s->user, .group = conf_relay_acl_group(s->srv->svc->conf)};
     char err[256];
 
     if (s->user[0] == '\0') {
@@ -94,8 +94,8 @@ enum smtp_reply_id smtp_submit_sender(struct smtp_session *s, const struct smtp_
     }
     if (!c.member) {
         log_info("NOQUEUE: reject: MAIL from unknown[%s]: 550 5.7.1 user %s is not in group %s "
-                 "(relay_acl); sasl_username=%s", s->addr, s->user, c.acl, s->user);
-        smtp_reply(s, SMTP_R_MAY_NOT_SEND, s->user, c.acl);
+                 "(relay_acl); sasl_username=%s", s->addr, s->user, c.group, s->user);
+        smtp_reply(s, SMTP_R_MAY_NOT_SEND, s->user, c.group);
         return SMTP_R_MAY_NOT_SEND;
     }
     if (!c.owned || from->source_route || from->quoted) {

@@ -6,9 +6,11 @@ import json
 import os
 import pwd
 import re
+import shutil
+import subprocess
 import unittest
 
-from mcfixture import CREATOR, IS_ROOT, SRC, Instance
+from mcfixture import BIN, CREATOR, IS_ROOT, SRC, Instance
 
 
 class Users(unittest.TestCase):
@@ -45,9 +47,9 @@ class Users(unittest.TestCase):
         for bad in ("a%b@example.test", "\"q\"@example.test", "@example.test", "alice@",
                     "x@-bad.example", "<a@b.c>", "a" * 300 + "@x.test"):
             r = self.mc.mailctl("user", "add", bad, "--password-stdin", input="x\n")
-            self.assertEqual(r.returncode, 1, bad)
-            self.assertIn("not a valid", r.stderr, bad)
-            self.assertEqual(len(r.stderr.strip().splitlines()), 1)
+            self.assertEqual(r.returncode, 2, bad)     # malformed: bad usage
+            self.assertIn("not a valid", r.stderr.splitlines()[0], bad)
+            self.assertIn("usage:\n  mailctl user add NAME|ADDRESS", r.stderr)
         r = self.mc.mailctl("user", "add", "carol", "hunter2", "--password-stdin",
                             input="x\n")
         self.assertEqual(r.returncode, 2)
@@ -67,6 +69,36 @@ class Users(unittest.TestCase):
         r = self.mc.mailctl("user", "del", "nobody-here")
         self.assertEqual(r.returncode, 1)
         self.assertIn("no user nobody-here", r.stderr)
+
+    def test_mailctl_malformed_argument_is_bad_usage_unknown_one_a_failure(self):
+        """Exit status 2 (bad usage) for what no database could make right: a
+        malformed address, user or group name, UID, size or queue id, like an
+        unknown option; exit 1 with one line for a well-formed name that
+        names nothing."""
+        self.mc.add_user("alice")
+        usage = [("alias", "add", "a b", "alice"), ("alias", "add", "x@example.test", "A b"),
+                 ("alias", "del", "a b"), ("group", "add", "bad group"),
+                 ("group", "del", "bad group"), ("group", "member", "add", "bad group", "alice"),
+                 ("group", "member", "del", "staff", "bad user"),
+                 ("user", "add", "a b", "--password-stdin"),
+                 ("user", "add", "carol", "--group", "bad group", "--password-stdin"),
+                 ("user", "del", "Bad Name"), ("user", "passwd", "a b", "--password-stdin"),
+                 ("user", "quota", "a b", "1m"), ("user", "quota", "alice", "12x"),
+                 ("message", "list", "a b"), ("message", "cat", "alice", "INBOX", "x"),
+                 ("queue", "delete", "../etc"), ("queue", "hold", "a-b"),
+                 ("user", "list", "--bogus")]
+        for args in usage:
+            r = self.mc.mailctl(*args, input="pw\n")
+            self.assertEqual(r.returncode, 2, (args, r.stderr))
+            self.assertIn("\nusage:\n  mailctl ", r.stderr, args)
+        failed = [("user", "del", "nobody"), ("group", "del", "nogroup"),
+                  ("group", "member", "add", "nogroup", "alice"),
+                  ("alias", "del", "no@example.test"), ("alias", "add", "x@example.test", "bob"),
+                  ("message", "cat", "alice", "INBOX", "7"), ("queue", "delete", "NOSUCHID")]
+        for args in failed:
+            r = self.mc.mailctl(*args)
+            self.assertEqual(r.returncode, 1, (args, r.stderr))
+            self.assertEqual(len(r.stderr.splitlines()), 1, (args, r.stderr))
 
     def test_mailctl_unusable_database_is_one_clear_error(self):
         self.mc.add_user("alice")
@@ -175,14 +207,141 @@ class Config(unittest.TestCase):
             r = mc.mailctl("check")
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertIn("is valid", r.stdout)
-            self.assertIn("postmaster@example.test reaches nobody", r.stdout)
+            self.assertIn("users, groups and postmaster@example.test are not checked", r.stdout)
             mc.add_user("alice")
+            r = mc.mailctl("check")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("postmaster@example.test reaches nobody", r.stdout)
             mc.mailctl("alias", "add", "postmaster@example.test", "alice", check=True)
             self.assertNotIn("postmaster", mc.mailctl("check").stdout)
             mc.write_conf("imap_port = many\n")
             r = mc.mailctl("check")
             self.assertEqual(r.returncode, 1)
             self.assertRegex(r.stderr, r"mailcore\.conf:\d+: imap_port: 'many' is not a port")
+
+    def test_mailctl_check_warns_of_starttls_ports_without_certificate(self):
+        """Without tls_cert_file, submission_port and imap_port offer no
+        STARTTLS and only loopback clients can log in: a warning naming the
+        port keys, not an error (SPEC 2 asks a certificate only of the
+        implicit-TLS ports), so the exit status stays 0."""
+        with Instance(tls_cert_file="", tls_key_file="", submission_ssl_port=0, imaps_port=0,
+                      listen_address="0.0.0.0") as mc:
+            r = mc.mailctl("check")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("is valid", r.stdout)
+            for key in ("submission_port", "imap_port"):
+                self.assertRegex(r.stdout, rf"(?m)^warning: {key} {mc.settings[key]}: STARTTLS "
+                                           r"is not offered without tls_cert_file")
+            mc.set(imap_port=0)
+            r = mc.mailctl("check")
+            self.assertNotIn("imap_port", r.stdout)
+            self.assertIn("warning: submission_port", r.stdout)
+            mc.set(tls_cert_file=mc.cert, tls_key_file=mc.key)
+            self.assertNotIn("STARTTLS", mc.mailctl("check").stdout)
+
+    def test_mailctl_check_relay_acl_group_must_exist(self):
+        """relay_acl naming a group the database does not have would refuse
+        every submission (550 5.7.1): check says so, naming key and group."""
+        with Instance(relay_acl="nosuchgroup") as mc:
+            r = mc.mailctl("check")
+            self.assertEqual(r.returncode, 0, r.stderr)   # no database: not checked
+            self.assertIn("users, groups and postmaster@example.test are not checked", r.stdout)
+            mc.add_user("alice")
+            r = mc.mailctl("check")
+            self.assertEqual(r.returncode, 1, r.stdout)
+            self.assertNotIn("is valid", r.stdout)
+            self.assertRegex(r.stderr, r"^mailctl: \S+mailcore\.conf:\d+: relay_acl: group "
+                                       r"'nosuchgroup' does not exist: no user may send")
+            self.assertEqual(len(r.stderr.splitlines()), 1, r.stderr)
+            mc.mailctl("group", "add", "nosuchgroup", check=True)
+            self.assertEqual(mc.mailctl("check").returncode, 0)
+            mc.set(relay_acl="published")
+            self.assertEqual(mc.mailctl("check").returncode, 0)
+
+    def test_mailctl_check_creates_and_changes_nothing(self):
+        """check validates without starting anything (SPEC 2): data_directory
+        stays absent on a fresh configuration, an empty one stays empty, and
+        an existing database is read without making a file (no msg/, tmp/,
+        not even lock.mdb)."""
+        with Instance() as mc:
+            data = mc.settings["data_directory"]
+            r = mc.mailctl("check")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn(f"no database in {data} yet", r.stdout)
+            self.assertFalse(os.path.exists(data))
+            self.assertFalse(os.path.exists(mc.settings["queue_directory"]))
+            os.mkdir(data, 0o750)
+            os.chown(data, pwd.getpwnam(CREATOR).pw_uid, pwd.getpwnam(CREATOR).pw_gid)
+            self.assertEqual(mc.mailctl("check").returncode, 0)
+            self.assertEqual(os.listdir(data), [])
+            mc.add_user("alice")
+            for name in ("msg", "tmp", "lock.mdb"):
+                path = os.path.join(data, name)
+                shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
+            r = mc.mailctl("check")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("postmaster@example.test reaches nobody", r.stdout)
+            self.assertEqual(os.listdir(data), ["data.mdb"])
+    def test_example_config_values_are_valid_as_written(self):
+        """etc/mailcore.conf with every '#key = value' line uncommented passes
+        `mailctl check`, and `mailctl config` then shows each value as a
+        reader of the example takes it: an administrator can uncomment any
+        line.  (A comment after a value is part of the value: it made
+        smtpd_port '25   # mail from...', and it would quietly turn a path
+        into another path, which only the comparison with `config` catches.)
+
+        The example names a production system's places (/etc/mailcore/tls,
+        /var/lib/mailcore, /usr/libexec/mailcore, ...).  Instead of replacing
+        those values, every absolute path is re-rooted under a scratch
+        directory, as a chroot would see it, keeping its text; the test
+        creates there what check must find (certificate, key, relay password
+        file, daemon binaries) and leaves absent what check only notes as not
+        created yet.  mail_creator becomes the account this suite runs the
+        daemons as (that is mailcore itself when run as root)."""
+        with open(os.path.join(SRC, "etc", "mailcore.conf")) as f:
+            example = f.read()
+        with Instance() as mc:
+            root = os.path.join(mc.dir, "root")
+            settings, meant = {}, {}
+            for line in example.splitlines():
+                m = re.match(r"#?([a-z_]+) =(.*)$", line)
+                if m:
+                    value = m.group(2).strip()
+                    if m.group(1) == "mail_creator":
+                        value = CREATOR
+                    elif value.startswith("/"):
+                        value = root + value
+                    settings[m.group(1)] = value
+                    meant[m.group(1)] = re.sub(r"\s+#.*", "", value)
+            self.assertGreaterEqual(len(settings), 25, "the example lost its keys?")
+            self.make_example_files(mc, root, settings)
+            path = os.path.join(mc.dir, "example.conf")
+            with open(path, "w") as f:
+                f.writelines(f"{k} = {v}\n" for k, v in settings.items())
+            r = self.mailctl(path, "check")
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn("is valid", r.stdout)
+            r = self.mailctl(path, "config", *settings)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(sorted(r.stdout.splitlines()),
+                             sorted(f"{k} = {v}" for k, v in meant.items()))
+
+    @staticmethod
+    def mailctl(conf, *args):
+        return subprocess.run([os.path.join(BIN, "mailctl"), "-c", conf, *args],
+                              capture_output=True, text=True, timeout=60)
+
+    @staticmethod
+    def make_example_files(mc, root, settings):
+        """What check must find at the example's (re-rooted) paths."""
+        for key in ("tls_cert_file", "tls_key_file", "mailserver_password_file"):
+            os.makedirs(os.path.dirname(settings[key]), exist_ok=True)
+        shutil.copy(mc.cert, settings["tls_cert_file"])
+        shutil.copy(mc.key, settings["tls_key_file"])
+        with open(settings["mailserver_password_file"], "w") as f:
+            f.write("relay-secret\n")
+        os.makedirs(os.path.dirname(settings["daemon_directory"]), exist_ok=True)
+        os.symlink(mc.daemon_dir, settings["daemon_directory"])
 
     def test_mailctl_help_for_every_command(self):
         with Instance() as mc:
@@ -196,9 +355,29 @@ class Config(unittest.TestCase):
                 self.assertIn("mailctl " + cmd, r.stdout)
             r = mc.mailctl("frobnicate")
             self.assertEqual(r.returncode, 2)
-            self.assertIn("unknown command", r.stderr)
+            self.assertIn("unknown command 'frobnicate'", r.stderr)
             r = mc.mailctl("user", "del")
             self.assertEqual(r.returncode, 2)
+
+    def test_mailctl_unknown_subcommand_is_named(self):
+        with Instance() as mc:
+            for args, group in ((("user", "bogus"), "user"),
+                                (("group", "member", "bogus", "x"), "group member"),
+                                (("queue", "bogus"), "queue")):
+                r = mc.mailctl(*args)
+                self.assertEqual(r.returncode, 2, args)
+                self.assertEqual(r.stderr.splitlines()[0],
+                                 f"mailctl: unknown subcommand 'bogus' of '{group}'")
+                self.assertIn(f"  mailctl {group} ", r.stderr)   # what would fit
+                self.assertNotIn("unknown command", r.stderr)
+            r = mc.mailctl("group", "member")
+            self.assertEqual(r.returncode, 2)
+            self.assertIn("'group member' needs a subcommand", r.stderr)
+            self.assertIn("mailctl group member add GROUP USER", r.stderr)
+            self.assertNotIn("mailctl group list", r.stderr)
+            r = mc.mailctl("user", "--help")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("mailctl user add", r.stdout)
 
 
 if __name__ == "__main__":

@@ -422,7 +422,7 @@ class TestQueueCommands(RelayqCase):
         r = self.mc.mailctl("queue", "delete", "NOSUCHID")
         self.assertEqual(r.returncode, 1)
         r = self.mc.mailctl("queue", "delete", "../etc")
-        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.returncode, 2)           # not a queue id: bad usage
         self.mc.mailctl("queue", "delete", first, check=True)
         self.assertEqual([e["id"] for e in self.queue()], [second])
         self.mc.mailctl("queue", "delete", "all", check=True)

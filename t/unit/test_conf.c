@@ -33,6 +33,7 @@ static const char *sample_value(const struct conf_key *k)
 static void test_conf_every_key_has_a_valid_default_and_doc(void)
 {
     struct conf *c = conf_new();
+    char err[512];
 
     CHECK(conf_nkeys >= 30);
     for (size_t i = 0; i < conf_nkeys; i++) {
@@ -49,6 +50,9 @@ static void test_conf_every_key_has_a_valid_default_and_doc(void)
     CHECK_INT(conf_uint(c, "max_queue_lifetime"), 5 * 86400);
     CHECK_STR(conf_str(c, "mail_creator"), "mailcore");
     CHECK_STR(conf_str(c, "relay_acl"), "published");
+    CHECK(conf_relay_acl_group(c) == NULL);
+    CHECK_INT(conf_set(c, "relay_acl", "senders", err, sizeof err), 0);
+    CHECK_STR(conf_relay_acl_group(c), "senders");
     CHECK_STR(conf_list_item(c, "listen_address", 0), "0.0.0.0");
     CHECK_STR(conf_list_item(c, "listen_address", 1), "::");
     CHECK(conf_list_item(c, "listen_address", 2) == NULL);
@@ -265,6 +269,53 @@ static void test_conf_validate_cross_key_rules(void)
     }
 }
 
+struct warning_case {
+    const char *text;
+    const char *warnings;   /* each followed by '\n'; "" for none */
+};
+
+#define NO_TLS_PORTS "submission_ssl_port = 0\nimaps_port = 0\n"
+
+static const struct warning_case warning_cases[] = {
+    {"tls_cert_file = /etc/hostname\ntls_key_file = /etc/hostname\n", ""},
+    {NO_TLS_PORTS,
+     "submission_port 2501: STARTTLS is not offered without tls_cert_file, so only loopback "
+     "clients can log in: set tls_cert_file and tls_key_file (or submission_port = 0)\n"
+     "imap_port 143: STARTTLS is not offered without tls_cert_file, so only loopback clients "
+     "can log in: set tls_cert_file and tls_key_file (or imap_port = 0)\n"},
+    {NO_TLS_PORTS "imap_port = 0\nsubmission_allow_plaintext_auth = yes\n",
+     "submission_port 2501: STARTTLS is not offered without tls_cert_file, so passwords cross "
+     "the network in clear (submission_allow_plaintext_auth = yes): set tls_cert_file and "
+     "tls_key_file\n"},
+    {NO_TLS_PORTS "submission_port = 0\nimap_port = 0\n", ""},
+    {NO_TLS_PORTS "listen_address = 127.0.0.1, ::1\n", ""},
+    {NO_TLS_PORTS "listen_address = 127.0.0.1, 192.0.2.1\nsubmission_port = 0\n",
+     "imap_port 143: STARTTLS is not offered without tls_cert_file, so only loopback clients "
+     "can log in: set tls_cert_file and tls_key_file (or imap_port = 0)\n"},
+};
+
+static void collect_warning(const char *text, void *arg)
+{
+    char *all = arg;
+    size_t n = strlen(all);
+
+    snprintf(all + n, 2048 - n, "%s\n", text);
+}
+
+static void test_conf_warns_of_starttls_ports_without_certificate(void)
+{
+    for (size_t i = 0; i < sizeof warning_cases / sizeof warning_cases[0]; i++) {
+        struct conf *c = conf_new();
+        char err[512] = "", all[2048] = "";
+
+        CHECK_INT(load(c, warning_cases[i].text, err, sizeof err), 0);
+        CHECK_INT(conf_validate(c, err, sizeof err), 0);
+        conf_warnings(c, collect_warning, all);
+        CHECK_STR(all, warning_cases[i].warnings);
+        conf_free(c);
+    }
+}
+
 static void test_conf_print_hides_secrets_and_filters(void)
 {
     struct conf *c = conf_new();
@@ -327,6 +378,7 @@ int main(void)
     RUN(test_conf_overlong_line_is_an_error);
     RUN(test_conf_file_errors);
     RUN(test_conf_validate_cross_key_rules);
+    RUN(test_conf_warns_of_starttls_ports_without_certificate);
     RUN(test_conf_print_hides_secrets_and_filters);
     RUN(test_conf_value_parsers);
     RUN(test_conf_path_choice);

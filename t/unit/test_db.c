@@ -1178,6 +1178,48 @@ static void test_db_open_without_create_needs_an_environment(void)
     rm_rf(dir);
 }
 
+static int get_alice_fn(struct db_txn *txn, void *arg)
+{
+    return db_user_get(txn, "alice", arg);
+}
+
+static int exists_in(const char *dir, const char *name)
+{
+    char path[128];
+
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return access(path, F_OK) == 0;
+}
+
+static void test_db_open_readonly_reads_and_makes_nothing(void)
+{
+    char dir[64], lock[128];
+    struct db_user u;
+    struct db *db;
+
+    make_tmpdir(dir);
+    snprintf(lock, sizeof lock, "%s/lock.mdb", dir);
+    CHECK(db_open_readonly(dir, err, sizeof err) == NULL);
+    CHECK_HAS(err, "data.mdb");
+    CHECK(!exists_in(dir, "data.mdb") && !exists_in(dir, "lock.mdb"));
+    db = db_open(dir, 1, (uid_t)-1, (gid_t)-1, err, sizeof err);
+    CHECK(db != NULL && add_user(db, "alice", "alice@example.org") == 0);
+    db_close(db);
+    for (int pass = 0; pass < 2; pass++) {   /* with lock.mdb, then without */
+        db = db_open_readonly(dir, err, sizeof err);
+        CHECK(db != NULL);
+        if (db == NULL)
+            break;
+        CHECK_INT(db_read(db, get_alice_fn, &u, err, sizeof err), 0);
+        CHECK_STR(u.address, "alice@example.org");
+        CHECK(add_user(db, "bob", "bob@example.org") != 0);
+        db_close(db);
+        CHECK_INT(exists_in(dir, "lock.mdb"), pass == 0);
+        unlink(lock);
+    }
+    rm_rf(dir);
+}
+
 /* Write raw bytes with LMDB itself (our handle closed, as LMDB requires). */
 static int raw_put(const char *dir, const char *dbname, const void *k, size_t klen, const void *v,
                    size_t vlen)
@@ -1342,6 +1384,7 @@ int main(void)
     RUN(test_db_one_txn_bigger_than_the_map_is_rerun_after_growth);
     RUN(test_db_forked_process_sees_commits_and_grown_map);
     RUN(test_db_open_without_create_needs_an_environment);
+    RUN(test_db_open_readonly_reads_and_makes_nothing);
     RUN(test_db_corrupt_record_is_an_error_not_an_overflow);
     RUN(test_db_chowns_files_to_owner_and_wrong_owner_is_explained);
     return check_done();

@@ -91,12 +91,29 @@ int conf_set(struct conf *c, const char *key, const char *value, char *err,
  * that must exist, TLS ports without certificates, directories).  0 or -1. */
 int conf_validate(const struct conf *c, char *err, size_t errlen);
 
+/*
+ * Settings that are valid but seldom meant, for `mailctl check`: warn gets
+ * each warning's text (no "warning: " prefix), in a stable order.  Today:
+ * a STARTTLS port (submission_port, imap_port) enabled without
+ * tls_cert_file, unless every listen_address is loopback.
+ */
+void conf_warnings(const struct conf *c, void (*warn)(const char *text, void *arg), void *arg);
+
+struct db_txn;
+/* The rules that need the database, for `mailctl check`: a relay_acl group
+ * must exist (else no user may send).  0, or -1 with err (a broken rule or
+ * the database's own error). */
+int conf_validate_db(const struct conf *c, struct db_txn *txn, char *err, size_t errlen);
+
 const struct conf_key *conf_key_find(const char *name);
 
 const char *conf_str(const struct conf *c, const char *key);     /* STR, PATH */
 int conf_port(const struct conf *c, const char *key);
 uint64_t conf_uint(const struct conf *c, const char *key);       /* UINT, SIZE, DURATION */
 int conf_bool(const struct conf *c, const char *key);
+/* relay_acl's group, whose members alone may send through submitd; NULL
+ * when it is published (every authenticated user may send). */
+const char *conf_relay_acl_group(const struct conf *c);
 /* LIST: the n-th word (0-based) or NULL past the end. */
 const char *conf_list_item(const struct conf *c, const char *key, size_t n);
 

@@ -110,6 +110,13 @@ struct db_message {
  */
 struct db *db_open(const char *dir, int create, uid_t owner_uid, gid_t owner_gid,
                    char *err, size_t errlen);
+/*
+ * Open an existing environment for reading only (mailctl check): nothing is
+ * created, chowned or upgraded, and db_write() fails.  Without lock.mdb it
+ * is read without locks instead of making one.  An older schema is an error
+ * (naming the upgrade that master makes at start).  NULL with err.
+ */
+struct db *db_open_readonly(const char *dir, char *err, size_t errlen);
 void db_close(struct db *db);
 
 typedef int db_txn_fn(struct db_txn *txn, void *arg);
@@ -192,6 +199,7 @@ int db_domain_is_local(struct db_txn *txn, const char *domain);
  * group and the user (DB_NOTFOUND) and is DB_EXISTS for a member already;
  * group_del removes the memberships too. */
 int db_group_add(struct db_txn *txn, const char *group);
+int db_group_exists(struct db_txn *txn, const char *group);   /* 0 or DB_NOTFOUND */
 int db_group_del(struct db_txn *txn, const char *group);
 int db_group_member_add(struct db_txn *txn, const char *group, const char *user);
 int db_group_member_del(struct db_txn *txn, const char *group, const char *user);
