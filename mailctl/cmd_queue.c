@@ -197,12 +197,23 @@ int cmd_queue_list(struct ctl *ctl, int argc, char **argv)
     return EXIT_OK;
 }
 
+/* Tell relayq; a moment after a reload or a restart its socket may not be
+ * there yet (ENOENT) or not yet bound (ECONNREFUSED): tried for up to
+ * WAKE_PATIENCE_MS before giving up. */
+#define WAKE_PATIENCE_MS 3000
 static int wake_relayq(struct ctl *ctl, const char *what)
 {
     char path[1024];
+    int rc;
 
     snprintf(path, sizeof path, "%s/private/relayq.sock", conf_str(ctl->conf, "run_directory"));
-    if (ipc_notify(path, what, strlen(what)) < 0)
+    for (int waited = 0;; waited += 100) {
+        rc = ipc_notify(path, what, strlen(what));
+        if (rc == 0 || (errno != ENOENT && errno != ECONNREFUSED) || waited >= WAKE_PATIENCE_MS)
+            break;
+        usleep(100 * 1000);
+    }
+    if (rc < 0)
         return ctl_fail("cannot reach relayq at %s: %s (is mailcore running with submission "
                         "enabled?)",
                         path, strerror(errno));

@@ -250,7 +250,9 @@ static int parse_value(const struct conf_key *k, const char *text, struct conf_v
     return 0;
 }
 
-/* The host's domain: what follows the first dot of the host name. */
+/* The host's domain: what follows the first dot of the host name, or
+ * "localdomain" for a name without one, as Postfix's mydomain (a bare
+ * host name such as "vm" would give users alice@vm). */
 static void host_domain(char *out, size_t len)
 {
     char host[256] = "";
@@ -259,7 +261,7 @@ static void host_domain(char *out, size_t len)
     if (gethostname(host, sizeof host - 1) < 0)
         host[0] = '\0';
     dot = strchr(host, '.');
-    snprintf(out, len, "%s", dot && dot[1] ? dot + 1 : (host[0] ? host : "localdomain"));
+    snprintf(out, len, "%s", dot && dot[1] ? dot + 1 : "localdomain");
 }
 
 /* The host's name as gethostname() gives it. */

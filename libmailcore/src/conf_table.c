@@ -38,7 +38,8 @@ const struct conf_key conf_keys[] = {
     {"mail_creator", CONF_STR, "mailcore", 0, 0, 0,
      "the system account that owns the store and runs the daemons (seed: MailCreator)"},
     {"email_domain", CONF_STR, "", 0, 0, 0,
-     "default domain for new users; empty: the host's domain (seed: EmailDomain)"},
+     "default domain for new users; empty: the host's domain, localdomain when its name has "
+     "no dot (seed: EmailDomain)"},
     {"relay_acl", CONF_STR, "published", 0, 0, 0,
      "who may send through submitd: published (every user) or a group name (seed: RelayAcl)"},
     {"allowed_attachment_types", CONF_LIST, "*", 0, 0, 0,

@@ -8,6 +8,7 @@ import pwd
 import re
 import shutil
 import subprocess
+import tempfile
 import unittest
 
 from mcfixture import BIN, CREATOR, IS_ROOT, SRC, Instance
@@ -193,6 +194,22 @@ class Config(unittest.TestCase):
             r = mc.mailctl("config", "no_such_key")
             self.assertEqual(r.returncode, 1)
             self.assertIn("no_such_key: unknown parameter", r.stderr)
+
+    @unittest.skipUnless(IS_ROOT and shutil.which("unshare"), "needs root and unshare")
+    def test_email_domain_default_is_the_host_domain_or_localdomain(self):
+        # As Postfix's mydomain: a bare host name gives "localdomain", not
+        # the host name itself (users alice@vm).  A private UTS namespace
+        # lets the test name the host.
+        tmp = self.enterContext(tempfile.TemporaryDirectory())
+        conf = os.path.join(tmp, "m.conf")
+        with open(conf, "w") as f:
+            f.write("submission_ssl_port = 0\nimaps_port = 0\n")
+        mailctl = os.path.join(BIN, "mailctl")
+        for host, want in (("vm", "localdomain"), ("mail.example.org", "example.org")):
+            r = subprocess.run(["unshare", "-u", "sh", "-c",
+                                f'hostname "$1" && exec "$2" -c "$3" config email_domain',
+                                "sh", host, mailctl, conf], capture_output=True, text=True)
+            self.assertEqual((r.returncode, r.stdout), (0, f"email_domain = {want}\n"), r.stderr)
 
     def test_mailctl_config_doc_matches_readme(self):
         with Instance() as mc:

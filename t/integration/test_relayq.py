@@ -195,6 +195,9 @@ class TestDelivery(RelayqCase):
         time.sleep(1)
         self.assertEqual(self.relay.messages, [])
         del self.relay.rcpt_replies["bob@remote.example"]
+        # Right after a reload the new relayq may not have bound its socket
+        # yet: flush waits for it rather than fail.
+        self.mc.mailctl("reload", check=True)
         self.mc.mailctl("queue", "flush", check=True)
         self.wait_messages(1, timeout=15)
         self.wait_queue_empty()
