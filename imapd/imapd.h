@@ -150,7 +150,8 @@ void imap_tagged(struct imap_session *s, const char *status, const char *fmt, ..
 void imap_untagged(struct imap_session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void imap_write(struct imap_session *s, const void *buf, size_t len);
-void imap_string(struct imap_session *s, const char *str, size_t len);   /* quoted or literal */
+/* A string: quoted or literal (quoted UTF-8 for an IMAP4rev2 session). */
+void imap_string(struct imap_session *s, const char *str, size_t len);
 void imap_command_done(struct imap_session *s);  /* back to reading commands */
 void imap_session_close(struct imap_session *s, const char *bye);
 /* Output is waiting for the client: drop it unless the output drains within
