@@ -17,6 +17,7 @@
 struct entry {
     struct db_mailbox mb;
     int exists, subscribed;
+    char shown[IMAP_MAILBOX_UTF8_MAX + 1];  /* the name as the session sees it */
 };
 
 struct listing {
@@ -81,6 +82,8 @@ static int tx_listing(struct db_txn *txn, void *arg)
     return rc ? rc : db_subscription_foreach(txn, l->user, on_sub, l);
 }
 
+/* INBOX first, then the names in the session's form: code point order
+ * for an IMAP4rev2 session's UTF-8. */
 static int by_name(const void *a, const void *b)
 {
     const struct entry *x = a, *y = b;
@@ -88,10 +91,24 @@ static int by_name(const void *a, const void *b)
 
     if (xi != yi)
         return yi - xi;
-    return strcmp(x->mb.name, y->mb.name);
+    return strcmp(x->shown, y->shown);
 }
 
-/* IMAP list wildcards: '*' matches anything, '%' anything but '/'. */
+static void sort_listing(const struct imap_session *s, struct listing *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        const char *shown = imap_mailbox_shown(s, l->e[i].mb.name, l->e[i].shown,
+                                               sizeof l->e[i].shown);
+        if (shown != l->e[i].shown)
+            snprintf(l->e[i].shown, sizeof l->e[i].shown, "%s", shown);
+    }
+    qsort(l->e, l->n, sizeof *l->e, by_name);
+}
+
+/* IMAP list wildcards: '*' matches anything, '%' anything but '/'.  On
+ * bytes: for an IMAP4rev2 session pattern and name are both UTF-8, where a
+ * character's bytes never match inside another's, so a match is always
+ * on whole characters. */
 static int match(const char *pat, const char *name)
 {
     for (; *pat; pat++, name++) {
@@ -111,12 +128,18 @@ static int match(const char *pat, const char *name)
 
 static int match_name(const char *ref, const char *pat, const char *name)
 {
-    char full[2 * DB_MBOX_NAME_MAX + 2];
+    char full[2 * IMAP_MAILBOX_UTF8_MAX + 2];
 
     snprintf(full, sizeof full, "%s%s", ref, pat);
     if (strncasecmp(full, "INBOX", 5) == 0 && (full[5] == '\0' || full[5] == '/'))
         memcpy(full, "INBOX", 5);
     return match(full, name);
+}
+
+/* Room for a reference or a pattern: a name's, in the session's form. */
+static size_t list_room(const struct imap_session *s)
+{
+    return s->rev2 ? IMAP_MAILBOX_UTF8_MAX + 1 : DB_MBOX_NAME_MAX + 1;
 }
 
 static int has_children(const struct listing *l, const char *name)
@@ -170,7 +193,7 @@ static void list_entry(struct imap_session *s, const struct listing *l, const st
     if (e->exists)
         snprintf(attrs + off, sizeof attrs - off, "%s", special_use(e->mb.special));
     conn_printf(s->conn, "* %s (%s) \"/\" ", o->lsub ? "LSUB" : "LIST", attrs[0] ? attrs + 1 : "");
-    imap_string(s, e->mb.name, strlen(e->mb.name));
+    imap_string(s, e->shown, strlen(e->shown));
     imap_write(s, "\r\n", 2);
     if (o->status && e->exists)
         status_line(s, &e->mb, o->status);
@@ -204,11 +227,24 @@ static int parse_opts(const struct imap_arg *a, size_t n, struct list_opts *o, i
     return 0;
 }
 
+/* Does any pattern match the name as the session sees it (UTF-8 for
+ * IMAP4rev2: reference and patterns are UTF-8 there, RFC 9051 6.3.9)? */
+static int list_hit(const struct imap_session *s, const char *ref, const struct imap_arg *pats,
+                    size_t npats, const char *shown)
+{
+    char pat[IMAP_MAILBOX_UTF8_MAX + 1];
+
+    for (size_t p = 0; p < npats; p++)
+        if (imap_astring(&pats[p], pat, list_room(s)) == 0 && match_name(ref, pat, shown))
+            return 1;
+    return 0;
+}
+
 static void do_list(struct imap_session *s, const struct imap_arg *args, size_t nargs, int lsub)
 {
     struct listing l = {.user = s->user};
     struct list_opts o = {.lsub = lsub};
-    char ref[DB_MBOX_NAME_MAX + 1], pat[DB_MBOX_NAME_MAX + 1], err[256];
+    char ref[IMAP_MAILBOX_UTF8_MAX + 1], pat[IMAP_MAILBOX_UTF8_MAX + 1], err[256];
     const struct imap_arg *pats;
     size_t npats, i = 0;
 
@@ -217,7 +253,7 @@ static void do_list(struct imap_session *s, const struct imap_arg *args, size_t 
             goto bad;
         i++;
     }
-    if (nargs < i + 2 || imap_astring(&args[i], ref, sizeof ref) < 0)
+    if (nargs < i + 2 || imap_astring(&args[i], ref, list_room(s)) < 0)
         goto bad;
     pats = &args[i + 1];
     npats = 1;
@@ -231,7 +267,7 @@ static void do_list(struct imap_session *s, const struct imap_arg *args, size_t 
             parse_opts(args[i + 3].list, args[i + 3].nlist, &o, 0) < 0)
             goto bad;
     }
-    if (npats == 1 && imap_astring(&pats[0], pat, sizeof pat) == 0 && pat[0] == '\0' && !lsub) {
+    if (npats == 1 && imap_astring(&pats[0], pat, list_room(s)) == 0 && pat[0] == '\0' && !lsub) {
         imap_untagged(s, "LIST (\\Noselect) \"/\" \"\"");
         imap_tagged(s, "OK", "List completed");
         imap_command_done(s);
@@ -243,19 +279,16 @@ static void do_list(struct imap_session *s, const struct imap_arg *args, size_t 
         free(l.e);
         return;
     }
-    qsort(l.e, l.n, sizeof *l.e, by_name);
+    sort_listing(s, &l);
     for (size_t k = 0; k < l.n; k++) {
         const struct entry *e = &l.e[k];
-        int hit = 0;
         if ((lsub || o.subscribed_only) && !e->subscribed)
             continue;
         if (!lsub && !o.subscribed_only && !e->exists)
             continue;
         if (o.special_only && !(e->exists && (e->mb.special & ~(uint32_t)DB_SPECIAL_NOSELECT)))
             continue;
-        for (size_t p = 0; p < npats && !hit; p++)
-            hit = imap_astring(&pats[p], pat, sizeof pat) == 0 && match_name(ref, pat, e->mb.name);
-        if (hit)
+        if (list_hit(s, ref, pats, npats, e->shown))
             list_entry(s, &l, e, &o);
     }
     free(l.e);
@@ -365,7 +398,7 @@ static void status_line(struct imap_session *s, const struct db_mailbox *mb,
                                 status_names[k], values[k]);
     }
     conn_printf(s->conn, "* STATUS ");
-    imap_string(s, mb->name, strlen(mb->name));
+    imap_mailbox_send(s, mb->name);
     conn_printf(s->conn, " (%s)\r\n", out);
 }
 
@@ -404,7 +437,7 @@ void cmd_status(struct imap_session *s, int uid, const struct imap_arg *args, si
             s->condstore = 1;           /* a CONDSTORE-enabling command (RFC 7162 3.1) */
     if (db_read(s->srv->svc->db, tx_get_mb, &g, err, sizeof err) != 0 ||
         (g.mb.special & DB_SPECIAL_NOSELECT)) {
-        imap_tagged(s, "NO", "[NONEXISTENT] Mailbox doesn't exist: %s", name);
+        imap_no_mailbox(s, "NONEXISTENT", name);
         imap_command_done(s);
         return;
     }

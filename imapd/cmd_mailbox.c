@@ -6,6 +6,11 @@
  *
  * The hierarchy delimiter is "/"; there is one personal namespace, "".
  * LIST shows INBOX first, then the other mailboxes in name order.
+ *
+ * Also the names themselves, for every command: a mailbox argument into
+ * the stored form (modified UTF-7, RFC 3501 5.1.3) and a stored name into
+ * the session's form, which is UTF-8 once IMAP4rev2 is enabled (RFC 9051
+ * 5.1) -- an IMAP4rev1 session reads and writes the stored form as it is.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,7 +35,9 @@ int imap_astring(const struct imap_arg *a, char *out, size_t outsz)
     return 0;
 }
 
-int imap_mailbox_arg(struct imap_session *s, const struct imap_arg *a, char *out, size_t outsz)
+/* A name argument into out as the client wrote it, without a trailing "/"
+ * and with INBOX canonical; its length, or -1 when it is not a string. */
+static int name_arg(const struct imap_arg *a, char *out, size_t outsz)
 {
     size_t len;
 
@@ -41,7 +48,62 @@ int imap_mailbox_arg(struct imap_session *s, const struct imap_arg *a, char *out
         out[--len] = '\0';                  /* "Lists/" means "Lists" */
     if (strncasecmp(out, "INBOX", 5) == 0 && (out[5] == '\0' || out[5] == '/'))
         memcpy(out, "INBOX", 5);        /* INBOX is case-insensitive, also as a parent */
-    return imap_mailbox_name_valid(out, len, s->utf8) == 0 ? 0 : -1;
+    return (int)len;
+}
+
+/*
+ * An IMAP4rev2 session's names are UTF-8, converted to the stored modified
+ * UTF-7 form here; the conversion is exact both ways, so the session sees
+ * every name back byte for byte as it sent it.
+ *
+ * OLDNAME (RFC 9051's LIST extended data item) is not sent, by decision:
+ * RFC 9051 6.3.4 asks for it (SHOULD) only when the server converts
+ * (normalizes) the name a client gave to CREATE, as its way out of the
+ * rule that a name that is not Net-Unicode (RFC 5198) MUST be refused or
+ * converted; the other use is NOTIFY (RFC 5465), which imapd does not
+ * offer.  imapd converts no name: the modified UTF-7 form never reaches an
+ * IMAP4rev2 client, and the trailing "/" and the case of INBOX are rules of
+ * their own in both versions.  Names are not checked for Unicode
+ * normalization (NFC needs Unicode's tables): should imapd ever normalize
+ * them, CREATE and RENAME must answer with LIST ... ("OLDNAME" (name)).
+ */
+int imap_mailbox_arg(struct imap_session *s, const struct imap_arg *a, char *out, size_t outsz)
+{
+    char utf8[IMAP_MAILBOX_UTF8_MAX + 1];
+    int len;
+
+    if (!s->rev2) {
+        len = name_arg(a, out, outsz);
+        return len >= 0 && imap_mailbox_name_valid(out, (size_t)len, s->utf8) == 0 ? 0 : -1;
+    }
+    if ((len = name_arg(a, utf8, sizeof utf8)) < 0 ||
+        imap_utf8_to_mutf7(utf8, (size_t)len, out, outsz) < 0)
+        return -1;
+    return imap_mailbox_name_valid(out, strlen(out), 0) == 0 ? 0 : -1;
+}
+
+const char *imap_mailbox_shown(const struct imap_session *s, const char *name, char *buf,
+                               size_t bufsz)
+{
+    if (!s->rev2 || imap_mutf7_to_utf8(name, strlen(name), buf, bufsz) < 0)
+        return name;
+    return buf;
+}
+
+void imap_mailbox_send(struct imap_session *s, const char *name)
+{
+    char buf[IMAP_MAILBOX_UTF8_MAX + 1];
+    const char *shown = imap_mailbox_shown(s, name, buf, sizeof buf);
+
+    imap_string(s, shown, strlen(shown));
+}
+
+void imap_no_mailbox(struct imap_session *s, const char *code, const char *name)
+{
+    char buf[IMAP_MAILBOX_UTF8_MAX + 1];
+
+    imap_tagged(s, "NO", "[%s] Mailbox doesn't exist: %s", code,
+                imap_mailbox_shown(s, name, buf, sizeof buf));
 }
 
 static void bad_name(struct imap_session *s)
@@ -90,7 +152,7 @@ static void select_mailbox(struct imap_session *s, const struct imap_arg *args, 
     v = view_open(s, name, readonly, err, sizeof err);
     if (v == NULL) {
         imap_select_params_free(&params);
-        imap_tagged(s, "NO", "[NONEXISTENT] Mailbox doesn't exist: %s", name);
+        imap_no_mailbox(s, "NONEXISTENT", name);
         imap_command_done(s);
         return;
     }
@@ -289,7 +351,7 @@ void cmd_delete(struct imap_session *s, int uid, const struct imap_arg *args, si
     }
     rc = db_write(s->srv->svc->db, tx_delete, &o, err, sizeof err);
     if (rc == DB_NOTFOUND)
-        imap_tagged(s, "NO", "[NONEXISTENT] Mailbox doesn't exist: %s", o.name);
+        imap_no_mailbox(s, "NONEXISTENT", o.name);
     else if (o.children)
         imap_tagged(s, "NO", "[NONEXISTENT] Mailbox has children and holds no messages");
     else if (rc != 0)
@@ -383,7 +445,7 @@ void cmd_rename(struct imap_session *s, int uid, const struct imap_arg *args, si
     }
     rc = db_write(s->srv->svc->db, tx_rename, &o, err, sizeof err);
     if (rc == DB_NOTFOUND)
-        imap_tagged(s, "NO", "[NONEXISTENT] Mailbox doesn't exist: %s", o.name);
+        imap_no_mailbox(s, "NONEXISTENT", o.name);
     else if (rc == DB_EXISTS)
         imap_tagged(s, "NO", "[ALREADYEXISTS] Mailbox already exists");
     else if (rc != 0)

@@ -403,7 +403,7 @@ static void copy_or_move(struct imap_session *s, int uid, const struct imap_arg 
     o.new_uids = calloc(o.n ? o.n : 1, sizeof *o.new_uids);
     rc = o.new_uids ? db_write(s->srv->svc->db, tx_copy, &o, err, sizeof err) : -1;
     if (rc == DB_NOTFOUND) {
-        imap_tagged(s, "NO", "[TRYCREATE] Mailbox doesn't exist: %s", o.to);
+        imap_no_mailbox(s, "TRYCREATE", o.to);
     } else if (rc == QUOTA_OVER) {
         imap_tagged(s, "NO", "%s", imap_quota_refusal);
     } else if (rc != 0) {

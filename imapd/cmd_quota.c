@@ -92,7 +92,7 @@ void cmd_getquotaroot(struct imap_session *s, int uid, const struct imap_arg *ar
     /* Every name of the user, existing or not, is under the one root
      * (RFC 9208 4.1.2: the mailbox need not exist). */
     imap_write(s, "* QUOTAROOT ", 12);
-    imap_string(s, name, strlen(name));
+    imap_mailbox_send(s, name);
     if (q.limit != 0)
         imap_write(s, " \"" QUOTA_ROOT "\"", sizeof QUOTA_ROOT + 2);
     imap_write(s, "\r\n", 2);

@@ -329,16 +329,41 @@ void imap_search_free(struct imap_search_key *k);
 #define IMAP_MAILBOX_NAME_MAX 255
 int imap_mailbox_name_valid(const char *s, size_t len, int utf8);
 
+/* Mailbox names between modified UTF-7 (RFC 3501 5.1.3: how they are
+ * stored, and what IMAP4rev1 sessions use) and UTF-8 (what IMAP4rev2
+ * sessions use, RFC 9051 5.1, where '&' is an ordinary character).  Both
+ * write a NUL-terminated result into out (outsz bytes, the NUL included)
+ * and return 0, or -1 with out empty when the input is invalid or the
+ * result does not fit.
+ * imap_mutf7_to_utf8: s is printable US-ASCII; every '&' starts "&-" (an
+ * '&') or a shift of modified BASE64 with the rules of
+ * imap_mailbox_name_valid() above (whole UTF-16 units, zero padding bits,
+ * pairs of surrogates, no US-ASCII inside, no shift right after another).
+ * Its name rules (length, '%', '*') are not checked.  The UTF-8 form of a
+ * name of IMAP_MAILBOX_NAME_MAX bytes fits IMAP_MAILBOX_UTF8_MAX bytes: a
+ * BASE64 character carries 6 bits, and 16 bits give at most 3 bytes of
+ * UTF-8, so the UTF-8 form is at most 9/8 of the modified UTF-7 one.
+ * imap_utf8_to_mutf7: s is well-formed UTF-8 without control characters
+ * (U+0000-U+001F, U+007F: modified UTF-7 takes none back); the result is
+ * the shortest form (one shift per run of non-ASCII characters, '&' as
+ * "&-") and at most IMAP_MAILBOX_NAME_MAX bytes whatever outsz is.
+ * For every x that one accepts, the other gives x back from its result. */
+#define IMAP_MAILBOX_UTF8_MAX (IMAP_MAILBOX_NAME_MAX * 9 / 8)
+int imap_mutf7_to_utf8(const char *s, size_t len, char *out, size_t outsz);
+int imap_utf8_to_mutf7(const char *s, size_t len, char *out, size_t outsz);
+
 /* 0 when s is well-formed UTF-8 (no overlong forms, surrogates or code
  * points above U+10FFFF), -1 otherwise.  US-ASCII is UTF-8. */
 int imap_utf8_valid(const char *s, size_t len);
 
 /* Quote s for a response: a quoted string when possible, else a literal
- * "{n}\r\n..." (8-bit, CR, LF, NUL, or longer than IMAP_QUOTE_MAX).  Writes
- * into out (cap bytes), returns the length it needs (may be > cap: then
- * call again bigger).  Like snprintf, a NUL follows when it fits (cap >
- * the length); the length does not count it. */
+ * "{n}\r\n..." (CR, LF, NUL, longer than IMAP_QUOTE_MAX, or 8-bit: unless
+ * utf8, for an IMAP4rev2 session, whose quoted strings may hold well-formed
+ * UTF-8, RFC 9051 QUOTED-CHAR).  Writes into out (cap bytes), returns the
+ * length it needs (may be > cap: then call again bigger).  Like snprintf, a
+ * NUL follows when it fits (cap > the length); the length does not count
+ * it. */
 #define IMAP_QUOTE_MAX 1024
-size_t imap_quote(char *out, size_t cap, const char *s, size_t len);
+size_t imap_quote(char *out, size_t cap, const char *s, size_t len, int utf8);
 
 #endif

@@ -1,8 +1,9 @@
 /*
  * imap_util.c - the small IMAP value types: flag lists (STORE, APPEND),
  * date and date-time (SEARCH, APPEND), mailbox names (modified UTF-7, RFC
- * 3501 5.1.3, or UTF-8 under UTF8=ACCEPT), UTF-8 well-formedness, and
- * imap_quote() for strings in responses.  See imap_parse.h.
+ * 3501 5.1.3, or UTF-8 under UTF8=ACCEPT) and their conversion between
+ * modified UTF-7 and UTF-8 (IMAP4rev2, RFC 9051 5.1), UTF-8 well-formedness,
+ * and imap_quote() for strings in responses.  See imap_parse.h.
  *
  * Dates are converted with our own civil-to-days arithmetic, so no
  * timezone or locale of the process takes part.
@@ -251,28 +252,66 @@ int imap_datetime_parse(const char *s, size_t len, time_t *out)
 
 /* ---- mailbox names ----------------------------------------------------- */
 
+static const char util_b64_chars[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
+
 static int util_b64(unsigned char c)
 {
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == ',')
-        return 63;
-    return -1;
+    const char *p = c != '\0' ? strchr(util_b64_chars, c) : NULL;
+
+    return p ? (int)(p - util_b64_chars) : -1;
 }
 
-/* One shift "&...-" starting at s[at] (not "&-"); returns the index after
- * its '-', or 0 when it is not valid modified BASE64 of UTF-16. */
-static size_t util_mutf7_shift(const char *s, size_t len, size_t at)
+/* n bytes at out[*o], keeping room for the NUL within cap; -1 when full. */
+static int util_add(char *out, size_t cap, size_t *o, const void *src, size_t n)
 {
-    uint32_t bits = 0;
+    if (n >= cap - *o)
+        return -1;
+    memcpy(out + *o, src, n);
+    *o += n;
+    return 0;
+}
+
+static int util_add_utf8(char *out, size_t cap, size_t *o, uint32_t cp)
+{
+    unsigned char b[4];
+    size_t n = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+    static const unsigned char lead[5] = {0, 0x00, 0xc0, 0xe0, 0xf0};
+
+    for (size_t k = n - 1; k > 0; k--, cp >>= 6)
+        b[k] = (unsigned char)(0x80 | (cp & 0x3f));
+    b[0] = (unsigned char)(lead[n] | cp);
+    return util_add(out, cap, o, b, n);
+}
+
+/* One UTF-16 unit of a shift: a high surrogate waits in *high for its low
+ * half.  US-ASCII must be itself, so a unit below 0x80 is invalid. */
+static int util_unit(uint32_t u, uint32_t *high, char *out, size_t cap, size_t *o)
+{
+    if (*high) {
+        if (u < 0xdc00 || u > 0xdfff)
+            return -1;
+        u = 0x10000 + ((*high - 0xd800) << 10) + (u - 0xdc00);
+        *high = 0;
+        return util_add_utf8(out, cap, o, u);
+    }
+    if (u >= 0xd800 && u <= 0xdbff) {
+        *high = u;
+        return 0;
+    }
+    if ((u >= 0xdc00 && u <= 0xdfff) || u < 0x80)
+        return -1;
+    return util_add_utf8(out, cap, o, u);
+}
+
+/* The shift "&...-" at s[at] (not "&-") as UTF-8 at out[*o]; returns the
+ * index after its '-', or 0 when it is not modified BASE64 of whole UTF-16
+ * units with zero padding (or the result does not fit). */
+static size_t util_shift_decode(const char *s, size_t len, size_t at, char *out, size_t cap,
+                                size_t *o)
+{
+    uint32_t bits = 0, high = 0;
     unsigned nbits = 0;
-    int high = 0; /* a high surrogate waits for its low half */
     size_t j;
 
     for (j = at + 1; j < len && s[j] != '-'; j++) {
@@ -283,19 +322,10 @@ static size_t util_mutf7_shift(const char *s, size_t len, size_t at)
         bits = (bits << 6) | (uint32_t)v;
         nbits += 6;
         if (nbits >= 16) {
-            uint32_t u = (bits >> (nbits - 16)) & 0xffff;
-
             nbits -= 16;
+            if (util_unit((bits >> nbits) & 0xffff, &high, out, cap, o) < 0)
+                return 0;
             bits &= (1u << nbits) - 1;
-            if (high) {
-                if (u < 0xdc00 || u > 0xdfff)
-                    return 0;
-                high = 0;
-            } else if (u >= 0xd800 && u <= 0xdbff) {
-                high = 1;
-            } else if ((u >= 0xdc00 && u <= 0xdfff) || u < 0x80) {
-                return 0; /* lone low surrogate; US-ASCII must be itself */
-            }
         }
     }
     if (j == len || high || nbits >= 6 || bits != 0)
@@ -303,9 +333,119 @@ static size_t util_mutf7_shift(const char *s, size_t len, size_t at)
     return j + 1;
 }
 
+int imap_mutf7_to_utf8(const char *s, size_t len, char *out, size_t outsz)
+{
+    size_t o = 0, after_shift = (size_t)-1;
+
+    if (outsz == 0)
+        return -1;
+    for (size_t i = 0; i < len;) {
+        unsigned char ch = (unsigned char)s[i];
+        size_t next;
+
+        if (ch < 0x20 || ch > 0x7e)
+            goto fail; /* only printable US-ASCII */
+        if (ch != '&' || (i + 1 < len && s[i + 1] == '-')) {
+            if (util_add(out, outsz, &o, &ch, 1) < 0)
+                goto fail;
+            i += ch == '&' ? 2 : 1; /* "&-" is '&' */
+            continue;
+        }
+        if (i == after_shift || (next = util_shift_decode(s, len, i, out, outsz, &o)) == 0)
+            goto fail; /* "-&" is a null shift: not the shortest form */
+        i = after_shift = next;
+    }
+    out[o] = '\0';
+    return 0;
+fail:
+    out[0] = '\0';
+    return -1;
+}
+
+/* The character at u[*i] (well-formed UTF-8, not US-ASCII); *i moves past it. */
+static uint32_t util_utf8_next(const unsigned char *u, size_t *i)
+{
+    size_t n = u[*i] >= 0xf0 ? 3 : u[*i] >= 0xe0 ? 2 : 1;
+    uint32_t cp = u[*i] & (0x3fu >> n);
+
+    for (size_t k = 1; k <= n; k++)
+        cp = (cp << 6) | (u[*i + k] & 0x3fu);
+    *i += n + 1;
+    return cp;
+}
+
+/* The characters from u[i] up to the next US-ASCII byte as one shift
+ * "&...-" (one shift for the whole run: the shortest form); returns the
+ * index after them, or 0 when the shift does not fit. */
+static size_t util_shift_encode(const unsigned char *u, size_t len, size_t i, char *out, size_t cap,
+                                size_t *o)
+{
+    uint32_t bits = 0;
+    unsigned nbits = 0;
+    char c;
+
+    if (util_add(out, cap, o, "&", 1) < 0)
+        return 0;
+    while (i < len && u[i] >= 0x80) {
+        uint32_t cp = util_utf8_next(u, &i);
+        uint32_t units[2] = {cp, 0};
+        size_t nunits = 1;
+
+        if (cp >= 0x10000) { /* a surrogate pair */
+            units[0] = 0xd800 + ((cp - 0x10000) >> 10);
+            units[1] = 0xdc00 + ((cp - 0x10000) & 0x3ff);
+            nunits = 2;
+        }
+        for (size_t k = 0; k < nunits; k++) {
+            bits = (bits << 16) | units[k];
+            for (nbits += 16; nbits >= 6;) {
+                nbits -= 6;
+                c = util_b64_chars[(bits >> nbits) & 0x3f];
+                if (util_add(out, cap, o, &c, 1) < 0)
+                    return 0;
+            }
+            bits &= (1u << nbits) - 1;
+        }
+    }
+    if (nbits > 0) { /* the last unit's bits, padded with zero bits */
+        c = util_b64_chars[(bits << (6 - nbits)) & 0x3f];
+        if (util_add(out, cap, o, &c, 1) < 0)
+            return 0;
+    }
+    return util_add(out, cap, o, "-", 1) < 0 ? 0 : i;
+}
+
+int imap_utf8_to_mutf7(const char *s, size_t len, char *out, size_t outsz)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t o = 0, cap = outsz < IMAP_MAILBOX_NAME_MAX + 1 ? outsz : IMAP_MAILBOX_NAME_MAX + 1;
+
+    if (cap == 0)
+        return -1;
+    if (imap_utf8_valid(s, len) < 0)
+        goto fail;
+    for (size_t i = 0; i < len;) {
+        if (u[i] < 0x20 || u[i] == 0x7f)
+            goto fail; /* no control characters: modified UTF-7 would not take them back */
+        if (u[i] >= 0x80) {
+            if ((i = util_shift_encode(u, len, i, out, cap, &o)) == 0)
+                goto fail;
+            continue;
+        }
+        if (util_add(out, cap, &o, u[i] == '&' ? "&-" : s + i, u[i] == '&' ? 2 : 1) < 0)
+            goto fail;
+        i++;
+    }
+    out[o] = '\0';
+    return 0;
+fail:
+    out[0] = '\0';
+    return -1;
+}
+
 int imap_mailbox_name_valid(const char *s, size_t len, int utf8)
 {
-    size_t after_shift = (size_t)-1;
+    char scratch[IMAP_MAILBOX_UTF8_MAX + 1];
 
     if (len == 0 || len > IMAP_MAILBOX_NAME_MAX)
         return -1;
@@ -318,24 +458,7 @@ int imap_mailbox_name_valid(const char *s, size_t len, int utf8)
     }
     if (utf8)
         return imap_utf8_valid(s, len);
-    for (size_t i = 0; i < len;) {
-        size_t next;
-
-        if (s[i] != '&') {
-            i++;
-            continue;
-        }
-        if (i + 1 < len && s[i + 1] == '-') {
-            i += 2; /* "&-" is '&' */
-            continue;
-        }
-        if (i == after_shift)
-            return -1; /* "-&": a null shift */
-        if ((next = util_mutf7_shift(s, len, i)) == 0)
-            return -1;
-        i = after_shift = next;
-    }
-    return 0;
+    return imap_mutf7_to_utf8(s, len, scratch, sizeof scratch);
 }
 
 /* ---- quoting ----------------------------------------------------------- */
@@ -347,14 +470,14 @@ static void util_put(char *out, size_t cap, size_t *o, const char *src, size_t n
     *o += n;
 }
 
-size_t imap_quote(char *out, size_t cap, const char *s, size_t len)
+size_t imap_quote(char *out, size_t cap, const char *s, size_t len, int utf8)
 {
-    int literal = len > IMAP_QUOTE_MAX;
+    int literal = len > IMAP_QUOTE_MAX || (utf8 && imap_utf8_valid(s, len) < 0);
     size_t o = 0;
 
     for (size_t i = 0; i < len && !literal; i++) {
         unsigned char ch = (unsigned char)s[i];
-        if (ch == 0 || ch == '\r' || ch == '\n' || ch >= 0x80)
+        if (ch == 0 || ch == '\r' || ch == '\n' || (ch >= 0x80 && !utf8))
             literal = 1;
     }
     if (literal) {

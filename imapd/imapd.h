@@ -150,7 +150,8 @@ void imap_tagged(struct imap_session *s, const char *status, const char *fmt, ..
 void imap_untagged(struct imap_session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void imap_write(struct imap_session *s, const void *buf, size_t len);
-void imap_string(struct imap_session *s, const char *str, size_t len);   /* quoted or literal */
+/* A string: quoted or literal (quoted UTF-8 for an IMAP4rev2 session). */
+void imap_string(struct imap_session *s, const char *str, size_t len);
 void imap_command_done(struct imap_session *s);  /* back to reading commands */
 void imap_session_close(struct imap_session *s, const char *bye);
 /* Output is waiting for the client: drop it unless the output drains within
@@ -225,8 +226,19 @@ int append_begin(struct imap_session *s);          /* the parser stopped at APPE
  * client waits for "+", else after its bytes (swallowed by the parser). */
 void imap_refuse_literal(struct imap_session *s, const char *status, const char *text);
 
-/* Mailbox names: the argument as a C string (NUL-free, canonical INBOX). */
+/* Mailbox names are stored in modified UTF-7; an IMAP4rev2 session sends
+ * and sees them in UTF-8 (RFC 9051 5.1).  imap_mailbox_arg: the argument
+ * as the stored name, a C string (NUL-free, canonical INBOX, no trailing
+ * "/"); -1 when it is not a valid name.  imap_mailbox_shown: a stored name
+ * as the session sees it (buf: IMAP_MAILBOX_UTF8_MAX + 1 bytes, used for
+ * IMAP4rev2; a stored name that is not modified UTF-7 is shown as it is).
+ * imap_mailbox_send: writes it as a string (LIST, STATUS, QUOTAROOT).
+ * imap_no_mailbox: the tagged NO [code] for a name that does not exist. */
 int imap_mailbox_arg(struct imap_session *s, const struct imap_arg *a, char *out, size_t outsz);
+const char *imap_mailbox_shown(const struct imap_session *s, const char *name, char *buf,
+                               size_t bufsz);
+void imap_mailbox_send(struct imap_session *s, const char *name);
+void imap_no_mailbox(struct imap_session *s, const char *code, const char *name);
 /* A string-ish argument (atom, quoted, literal) into out; -1 if not one. */
 int imap_astring(const struct imap_arg *a, char *out, size_t outsz);
 

@@ -151,7 +151,7 @@ void imap_untagged(struct imap_session *s, const char *fmt, ...)
 void imap_string(struct imap_session *s, const char *str, size_t len)
 {
     char small[512];
-    size_t need = imap_quote(small, sizeof small, str, len);
+    size_t need = imap_quote(small, sizeof small, str, len, s->rev2);
 
     if (need <= sizeof small) {
         conn_write(s->conn, small, need);
@@ -160,7 +160,7 @@ void imap_string(struct imap_session *s, const char *str, size_t len)
     char *big = malloc(need);
     if (big == NULL)
         return;
-    imap_quote(big, need, str, len);
+    imap_quote(big, need, str, len, s->rev2);
     conn_write(s->conn, big, need);
     free(big);
 }

@@ -10,12 +10,13 @@
  * LF, literal bytes when the parser asks, commands one after the other as
  * a session would run them.  On DONE every argument goes through
  * imap_seqset_parse, imap_fetch_atts_parse, imap_flags_parse, the date
- * parsers, imap_mailbox_name_valid, imap_quote and RFC 7162's parameter
+ * parsers, imap_mailbox_name_valid, the mailbox name conversions (modified
+ * UTF-7 <-> UTF-8), imap_quote and RFC 7162's parameter
  * parsers (imap_modifiers.h), and the arguments
  * through imap_search_parse.  Beyond the sanitizers' findings the contracts
  * are checked: the tree keeps its bounds, strings are terminated copies,
  * atoms hold no SP outside brackets or 8-bit bytes, quoted strings are
- * UTF-8, sets are normalised, imap_quote round-trips.
+ * UTF-8, sets are normalised, name conversions and imap_quote round-trip.
  *
  * imapd's parser lives in imapd/ and the fuzz build links libmailcore
  * only, so the parser's sources are compiled in here.
@@ -224,14 +225,14 @@ static void fz_modifiers(const struct imap_arg *a)
 }
 
 /* imap_quote: the length is stable, and a quoted string unquotes back. */
-static void fz_quote(const char *s, size_t len)
+static void fz_quote(const char *s, size_t len, int utf8)
 {
-    size_t need = imap_quote(NULL, 0, s, len), n = 0;
+    size_t need = imap_quote(NULL, 0, s, len, utf8), n = 0;
     char *out = malloc(need ? need : 1);
 
     if (out == NULL)
         return;
-    if (imap_quote(out, need, s, len) != need)
+    if (imap_quote(out, need, s, len, utf8) != need)
         abort();
     if (out[0] == '"') {
         for (size_t i = 1; i + 1 < need; i++, n++) {
@@ -248,6 +249,24 @@ static void fz_quote(const char *s, size_t len)
     free(out);
 }
 
+/* Mailbox names: each conversion that succeeds is undone by the other,
+ * and a valid name's UTF-8 form fits IMAP_MAILBOX_UTF8_MAX. */
+static void fz_names(const char *s, size_t len)
+{
+    char a[IMAP_MAILBOX_UTF8_MAX + 1], b[IMAP_MAILBOX_NAME_MAX + 1];
+
+    if (imap_mailbox_name_valid(s, len, 0) == 0 && imap_mutf7_to_utf8(s, len, a, sizeof a) < 0)
+        abort();
+    if (imap_mutf7_to_utf8(s, len, a, sizeof a) == 0 &&
+        (imap_utf8_to_mutf7(a, strlen(a), b, sizeof b) < 0 || strlen(b) != len ||
+         memcmp(b, s, len) != 0))
+        abort();
+    if (imap_utf8_to_mutf7(s, len, b, sizeof b) == 0 &&
+        (imap_mutf7_to_utf8(b, strlen(b), a, sizeof a) < 0 || strlen(a) != len ||
+         memcmp(a, s, len) != 0))
+        abort();
+}
+
 static void fz_values(const struct imap_arg *a)
 {
     time_t t;
@@ -262,7 +281,9 @@ static void fz_values(const struct imap_arg *a)
         if (imap_mailbox_name_valid(a->s, a->len, 0) == 0 &&
             imap_mailbox_name_valid(a->s, a->len, 1) < 0)
             abort(); /* valid without UTF8=ACCEPT is valid with it */
-        fz_quote(a->s, a->len);
+        fz_names(a->s, a->len);
+        fz_quote(a->s, a->len, 0);
+        fz_quote(a->s, a->len, 1);
     }
     fz_fetch(a);
     fz_flags(a);

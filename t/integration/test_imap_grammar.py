@@ -892,7 +892,7 @@ class Session(GrammarCase):
                 "APPEND nosuch {3+}\r\nabc", "APPEND INBOX ~{3+}\r\na\0b", "SEARCH ALL",
                 'APPEND INBOX "99-Foo-2024 00:00:00 +0000" {3+}\r\nabc', "COMPRESS FOO",
                 "APPEND INBOX (\\Bogus) {3+}\r\nabc", "GETQUOTAROOT", 'CREATE "a%b"',
-                b'CREATE "caf\xc3\xa9"']
+                b"CREATE {4+}\r\na\xffb\x01"]
         selected = ["FETCH 0 FLAGS", "FETCH 1:* (FLAGS", "FETCH 1 BOGUS", "FETCH x FLAGS",
                     "FETCH 999 FLAGS", "STORE 1 +FLAGS (\\Bogus)", "STORE 1 +FLAGS (a]b)",
                     "SEARCH FOO", "COPY 1 nosuch", "SEARCH CHARSET X-BOGUS ALL", "MOVE 1 nosuch",
@@ -901,7 +901,7 @@ class Session(GrammarCase):
                     "FETCH 1 BODY[]<0.0>"]
         for rev2 in MODES:
             with self.session(rev2=rev2) as c:
-                self.run_all(c, auth, "fail")
+                self.run_all(c, auth + [b'CREATE "caf\xc3\xa9"'] * (not rev2), "fail")
                 self.run_all(c, ["NOOP extra", f"NOOP {'X' * 9000}"])     # lenient: OK or not
                 c.select("INBOX")
                 self.run_all(c, selected, "fail")
@@ -918,12 +918,15 @@ class Session(GrammarCase):
 class Mailboxes(GrammarCase):
     NAMES = ["a b", 'quote"d', "back\\slash", "br]acket", "par(en", "&AOQ-ndern", "x[y",
              "Tree/leaf", "Tree/sub/deep"]
+    # IMAP4rev2 names are UTF-8 (RFC 9051 5.1): quoted strings with UTF-8.
+    UTF8_NAMES = ["Entw\u00fcrfe/\u00c4rger & Co", "\u65e5\u672c\u8a9e", 'Party "\U0001f389"']
     ATTS = "MESSAGES UIDNEXT UIDVALIDITY UNSEEN DELETED SIZE HIGHESTMODSEQ"
 
     def test_list_lsub_status(self):
         for rev2 in MODES:
             with self.session(rev2=rev2) as c:
-                self.run_all(c, [f"CREATE {quote(n)}" for n in self.NAMES])
+                names = self.NAMES + self.UTF8_NAMES * rev2
+                self.run_all(c, [f"CREATE {quote(n)}" for n in names])
                 self.run_all(c, [
                     'UNSUBSCRIBE "Tree"', 'SUBSCRIBE "Tree/sub/deep"', 'SUBSCRIBE "ghost"',
                     'LIST "" ""', 'LIST "" "*"', 'LIST "" "%"', 'LIST "" "Tree/%"', 'LIST "" INBOX',
@@ -933,9 +936,14 @@ class Mailboxes(GrammarCase):
                     f'LIST "" "*" RETURN (STATUS ({self.ATTS}))', f"STATUS INBOX ({self.ATTS})",
                     f'LIST (SUBSCRIBED) "" "*" RETURN (CHILDREN STATUS ({self.ATTS}))',
                     f'STATUS "Tree/leaf" ({self.ATTS})', "STATUS INBOX (MESSAGES)"], "OK")
+                self.run_all(c, [f"SUBSCRIBE {quote(n)}" for n in names] + [
+                    'LSUB "" "*"', f"GETQUOTAROOT {quote(names[-1])}",
+                    f'LIST "" "*" RETURN (SUBSCRIBED STATUS ({self.ATTS}))'] + [
+                    f"STATUS {quote(n)} ({self.ATTS})" for n in names], "OK")
+                self.run_all(c, [f"SELECT {quote(n + 'x')}" for n in names])
                 self.run_all(c, ['LIST (REMOTE) "" "*"', "STATUS INBOX (APPENDLIMIT)",
                                  'UNSUBSCRIBE "ghost"'])
-                self.run_all(c, [f"DELETE {quote(n)}" for n in reversed(self.NAMES)])
+                self.run_all(c, [f"DELETE {quote(n)}" for n in reversed(names)])
 
     def test_create_rename_delete(self):
         with self.session() as c:

@@ -1238,6 +1238,197 @@ class Mailboxes(ImapCase):
         self.assertStatus(c.cmd("STATUS INBOX (BOGUS)"), "BAD")
 
 
+# --- mailbox names in UTF-8 (IMAP4rev2) ---------------------------------------------
+
+DRAFTS_UTF8 = "Entw\u00fcrfe"                       # Entwürfe
+AERGER_UTF8 = DRAFTS_UTF8 + "/\u00c4rger & Co"        # Entwürfe/Ärger & Co
+NIHONGO = "\u65e5\u672c\u8a9e"                      # 日本語
+PARTY = "Party \U0001f389"                          # Party 🎉, a surrogate pair in UTF-16
+UTF7 = {DRAFTS_UTF8: "Entw&APw-rfe", AERGER_UTF8: "Entw&APw-rfe/&AMQ-rger &- Co",
+        NIHONGO: "&ZeVnLIqe-", PARTY: "Party &2DzfiQ-"}
+
+
+def literal(data):
+    """A LITERAL+ literal of data (str as UTF-8, or bytes), for a command."""
+    data = data.encode() if isinstance(data, str) else data
+    return b"{%d+}\r\n" % len(data) + data
+
+
+class Utf8Names(ImapCase):
+    """RFC 9051 5.1: names are stored in modified UTF-7 (RFC 3501 5.1.3); an
+    IMAP4rev2 session sends and sees them in UTF-8, '&' included as itself,
+    while an IMAP4rev1 session keeps modified UTF-7."""
+
+    def rev2(self, name):
+        c = self.connect(login=name)
+        self.assertEqual(c.ok("ENABLE IMAP4rev2").lines(), ["ENABLED IMAP4rev2"])
+        return c
+
+    def names(self, c, pattern, ref=""):
+        return [n for n, _, _ in list_entries(c.ok(f"LIST {quote(ref)} {quote(pattern)}"))]
+
+    def rev2_with_mailboxes(self):
+        name, _ = self.user()
+        c = self.rev2(name)
+        for box in (AERGER_UTF8, NIHONGO, PARTY):
+            c.ok(f"CREATE {quote(box)}")
+        return name, c
+
+    def test_rev2_creates_and_lists_utf8_names_as_quoted_strings(self):
+        name, c = self.rev2_with_mailboxes()
+        r = c.ok('LIST "" "*"')
+        self.assertEqual([n for n, _, _ in list_entries(r)],
+                         ["INBOX", "Drafts", DRAFTS_UTF8, AERGER_UTF8, "Junk", PARTY, "Sent",
+                          "Trash", NIHONGO], "INBOX first, then in code point order")
+        raw = b"\n".join(r.untagged)
+        for box in (AERGER_UTF8, NIHONGO, PARTY):
+            self.assertIn(quote(box).encode(), raw, "RFC 9051: UTF-8 in a quoted string")
+        self.assertNotIn(b"&", raw.replace(b"& Co", b""), "no modified UTF-7 for IMAP4rev2")
+        for box in (AERGER_UTF8, NIHONGO, PARTY):
+            c.ok(f"SUBSCRIBE {quote(box)}")
+        c.ok(f"UNSUBSCRIBE {quote(NIHONGO)}")
+        lsub = [n for n, _, _ in list_entries(c.ok('LSUB "" "*"'))]
+        self.assertEqual(lsub, ["INBOX", "Drafts", AERGER_UTF8, "Junk", PARTY, "Sent", "Trash"])
+        # Stored in modified UTF-7: mailctl names the stored form.
+        self.assertEqual(self.mc.message_list(name, UTF7[AERGER_UTF8]), [])
+
+    def test_rev2_list_patterns_match_whole_characters(self):
+        name, c = self.rev2_with_mailboxes()
+        for box in ("\u00dcbersicht", "Gr\u00f6\u00dfe/H\u00f6he", "\u00e4\u00f6\u00fc"):
+            c.ok(f"CREATE {quote(box)}")
+        cases = {
+            "\u00dc*": ["\u00dcbersicht"],
+            "*\u00f6*": ["Gr\u00f6\u00dfe", "Gr\u00f6\u00dfe/H\u00f6he", "\u00e4\u00f6\u00fc"],
+            "*\u00f6%": ["Gr\u00f6\u00dfe", "Gr\u00f6\u00dfe/H\u00f6he", "\u00e4\u00f6\u00fc"],
+            "\u00e4%\u00fc": ["\u00e4\u00f6\u00fc"],
+            "\u00e4\u00f6\u00fc": ["\u00e4\u00f6\u00fc"],
+            "\u00f6*": [],
+            DRAFTS_UTF8 + "/%": [AERGER_UTF8],
+            "*&*": [AERGER_UTF8],
+            "\u65e5*": [NIHONGO],
+            "*\u672c*": [NIHONGO],
+            "\u65e5%\u8a9e": [NIHONGO],
+            "%\u8a9e": [NIHONGO],
+            "*\U0001f389": [PARTY],
+            "Party %": [PARTY],
+            "Entw&APw-rfe*": [],
+        }
+        for pattern, want in cases.items():
+            with self.subTest(pattern=pattern):
+                self.assertEqual(sorted(self.names(c, pattern)), sorted(want))
+        self.assertEqual(self.names(c, "%", DRAFTS_UTF8 + "/"), [AERGER_UTF8])
+        self.assertEqual(self.names(c, "*", "Gr\u00f6\u00dfe/"), ["Gr\u00f6\u00dfe/H\u00f6he"])
+        c.ok(f"SUBSCRIBE {quote(NIHONGO)}")
+        c.ok(f"SUBSCRIBE {quote(PARTY)}")
+        r = c.ok(f'LIST (SUBSCRIBED) "" ({quote(NIHONGO)} "Party*") RETURN (STATUS (MESSAGES))')
+        self.assertEqual([n for n, _, _ in list_entries(r)], [PARTY, NIHONGO])
+        self.assertEqual(status_of(r, NIHONGO), {"MESSAGES": 0})
+
+    def test_rev2_select_append_status_copy_rename_delete(self):
+        name, c = self.rev2_with_mailboxes()
+        msg = message("f\u00fcr Co")
+        r = c.ok(f"APPEND {quote(AERGER_UTF8)} ".encode() + literal(msg))
+        self.assertIn("APPENDUID", r.code)
+        r = c.ok(f"STATUS {quote(AERGER_UTF8)} (MESSAGES UIDNEXT)")
+        self.assertTrue(r.untagged[0].startswith(b"STATUS " + quote(AERGER_UTF8).encode()), r)
+        self.assertEqual(status_of(r, AERGER_UTF8), {"MESSAGES": 1, "UIDNEXT": 2})
+        self.assertEqual(len(self.mc.message_list(name, UTF7[AERGER_UTF8])), 1)
+        r = c.ok(f"SELECT {quote(AERGER_UTF8)}")
+        self.assertIn("1 EXISTS", r.lines())
+        c.ok(f"COPY 1 {quote(NIHONGO)}")
+        r = c.cmd(f"COPY 1 {quote(NIHONGO + '2')}")
+        self.assertStatus(r, "NO", "TRYCREATE")
+        self.assertIn(NIHONGO + "2", r.text)
+        c.ok(f"MOVE 1 {quote(PARTY)}")
+        c.ok(f"EXAMINE {quote(NIHONGO)}")
+        self.assertEqual(status_of(c.ok(f"STATUS {quote(PARTY)} (MESSAGES)"), PARTY),
+                         {"MESSAGES": 1})
+        r = c.ok(f"GETQUOTAROOT {quote(NIHONGO)}")
+        self.assertTrue(r.untagged[0].startswith(b"QUOTAROOT " + quote(NIHONGO).encode()), r)
+        c.ok("UNSELECT")
+        prelim = "Vorl\u00e4ufig"                                    # Vorläufig
+        c.ok(f"RENAME {quote(DRAFTS_UTF8)} {quote(prelim)}")
+        self.assertEqual(self.names(c, prelim + "*"), [prelim, prelim + "/\u00c4rger & Co"])
+        self.assertEqual(self.names(c, DRAFTS_UTF8 + "*"), [])
+        japan = "\u65e5\u672c/\u8a9e"                                # 日本/語
+        c.ok(f"RENAME {quote(NIHONGO)} {quote(japan)}")
+        self.assertEqual(self.names(c, "\u65e5*"), ["\u65e5\u672c", japan])
+        self.assertEqual(status_of(c.ok(f"STATUS {quote(japan)} (MESSAGES)"), japan),
+                         {"MESSAGES": 1})
+        for box in (PARTY, prelim + "/\u00c4rger & Co", japan):
+            c.ok(f"DELETE {quote(box)}")
+        self.assertEqual(self.names(c, "*\U0001f389*"), [])
+        r = c.cmd(f"SELECT {quote(PARTY)}")
+        self.assertStatus(r, "NO", "NONEXISTENT")
+        self.assertIn(PARTY, r.text, "the name in the text as the client wrote it")
+
+    def test_rev1_sees_modified_utf7_and_rev2_sees_rev1_names_in_utf8(self):
+        name, c2 = self.rev2_with_mailboxes()
+        c1 = self.connect(login=name)
+        names1 = self.names(c1, "*")
+        for box in (AERGER_UTF8, NIHONGO, PARTY):
+            self.assertIn(UTF7[box], names1)
+        self.assertIn("0 EXISTS", c1.select(UTF7[NIHONGO]).lines())
+        self.assertStatus(c1.cmd(f"SELECT {quote(NIHONGO)}"), "NO", "CANNOT")
+        c1.ok('CREATE "~peter/mail/&U,BTFw-/&ZeVnLIqe-"')
+        c1.ok('CREATE "A &- B"')
+        self.assertEqual(self.names(c2, "~peter/*"),
+                         ["~peter/mail", "~peter/mail/\u53f0\u5317",
+                          "~peter/mail/\u53f0\u5317/" + NIHONGO])
+        self.assertEqual(self.names(c2, "A*"), ["A & B"])
+        self.assertIn("0 EXISTS", c2.select("~peter/mail/\u53f0\u5317/" + NIHONGO).lines())
+        # After ENABLE IMAP4rev2 the same session switches to UTF-8.
+        c1.ok("ENABLE IMAP4rev2")
+        self.assertEqual(self.names(c1, "A*"), ["A & B"])
+        self.assertEqual(self.names(c1, "\u65e5*"), [NIHONGO])
+
+    def test_rev2_ampersand_is_an_ordinary_character(self):
+        name, _ = self.user()
+        c2 = self.rev2(name)
+        c1 = self.connect(login=name)
+        c2.ok('CREATE "&AOQ-"')
+        c2.ok('CREATE "Tom & Jerry"')
+        c2.ok('CREATE "&"')
+        self.assertEqual(sorted(self.names(c2, "*&*")), ["&", "&AOQ-", "Tom & Jerry"])
+        self.assertEqual(sorted(self.names(c1, "*&*")), ["&-", "&-AOQ-", "Tom &- Jerry"])
+        self.assertEqual(self.names(c1, "\u00e4"), [])
+        c1.ok('CREATE "&AOQ-"')                         # modified UTF-7 for a rev1 session: ä
+        self.assertEqual(self.names(c2, "\u00e4"), ["\u00e4"])
+        self.assertEqual(self.names(c2, "&AOQ-"), ["&AOQ-"])
+
+    def test_rev2_inbox_any_case_and_trailing_delimiter(self):
+        name, _ = self.user()
+        c = self.rev2(name)
+        oil, overview = "\u00d6lf\u00e4sser", "\u00dcbersicht"       # Ölfässer, Übersicht
+        c.ok(f"CREATE {quote(oil + '/')}")
+        c.ok(f"CREATE {quote('inbox/' + overview)}")
+        self.assertEqual(self.names(c, "\u00d6*"), [oil])
+        self.assertEqual(self.names(c, "inbox/*"), ["INBOX/" + overview])
+        self.assertIn("0 EXISTS", c.select("iNbOx/" + overview).lines())
+        c.ok(f"DELETE {quote(oil + '/')}")
+        self.assertEqual(self.names(c, "\u00d6*"), [])
+
+    def test_rev2_invalid_utf8_and_overlong_names_refused(self):
+        name, _ = self.user()
+        c = self.rev2(name)
+        for bad in (b"a\xffb", b"\xc3", b"\xc0\xaf", b"\xed\xa0\x80", b"a\x01b", b"a\x7f",
+                    "a%b".encode(), "\u00e4*".encode()):
+            with self.subTest(bad=bad):
+                self.assertStatus(c.cmd(b"CREATE " + literal(bad)), "NO", "CANNOT")
+                self.assertStatus(c.cmd(b"SELECT " + literal(bad)), "NO", "CANNOT")
+        # 94 CJK characters and "ab": 284 bytes of UTF-8, 255 stored (the
+        # longest name); one character more does not fit.
+        longest = "\u65e5" * 94 + "ab"
+        c.ok(f"CREATE {quote(longest)}")
+        self.assertEqual(self.names(c, "\u65e5*"), [longest])
+        self.assertStatus(c.cmd(f"CREATE {quote(chr(0x65e5) * 95)}"), "NO", "CANNOT")
+        self.assertStatus(c.cmd(f"CREATE {quote('&' * 128)}"), "NO", "CANNOT")
+        c.ok(f"CREATE {quote('&' * 127)}")
+        self.assertEqual(self.names(c, "&*"), ["&" * 127])
+        r = c.cmd(b'CREATE "caf\xc3\xa9\xff"')
+        self.assertEqual(r.status, "BAD", "a quoted string must be UTF-8 (the parser)")
+
+
 # --- FETCH ----------------------------------------------------------------------------
 
 def multipart_message():

@@ -3,7 +3,8 @@
  * atoms, quoted strings, literals (synchronizing, LITERAL+, taken over by
  * the session for APPEND), lists, NIL and bracketed fetch atoms; then the
  * typed pieces: sequence sets, fetch attributes, search keys, flag lists,
- * dates, mailbox names, UTF-8 and imap_quote(); RFC 7162's SELECT
+ * dates, mailbox names and their modified UTF-7 <-> UTF-8 conversion,
+ * UTF-8 and imap_quote(); RFC 7162's SELECT
  * parameters and FETCH and STORE modifiers (imap_modifiers.h).
  *
  * Valid input is checked against a printed form of the tree, hostile input
@@ -1694,25 +1695,212 @@ static void test_imap_utf8_validity(void)
         CHECK_INT(imap_utf8_valid(cases[i].s, cases[i].len), cases[i].rc);
 }
 
+/* Both directions of a pair, and every buffer too small for it. */
+static void check_convert(int (*conv)(const char *, size_t, char *, size_t), const char *in,
+                          size_t inlen, const char *want)
+{
+    char out[IMAP_MAILBOX_UTF8_MAX + 2];
+    size_t n = strlen(want);
+
+    memset(out, '#', sizeof out);
+    CHECK_INT(conv(in, inlen, out, sizeof out), 0);
+    CHECK(strcmp(out, want) == 0);
+    if (strcmp(out, want) != 0)
+        fprintf(stderr, "  \"%s\" gave \"%s\", not \"%s\"\n", in, out, want);
+    for (size_t cap = 0; cap <= n; cap++) {
+        memset(out, '#', sizeof out);
+        CHECK_INT(conv(in, inlen, out, cap), -1);
+        CHECK(cap == 0 ? out[0] == '#' : out[0] == '\0');
+        CHECK(out[cap] == '#');
+    }
+}
+
+static void test_imap_mailbox_names_utf8_and_modified_utf7_both_ways(void)
+{
+    static const struct {
+        const char *mutf7, *utf8;
+    } pairs[] = {
+        {"", ""},
+        {"INBOX", "INBOX"},
+        {"&-", "&"},
+        {"a&-b&-", "a&b&"},
+        {"&-AOQ-", "&AOQ-"}, /* what looks like a shift in UTF-8 is just text */
+        {"a%b*", "a%b*"},    /* wildcards are the name's rules, not the encoding's */
+        {"Entw&APw-rfe", "Entw\xc3\xbcrfe"},
+        {"Entw&APw-rfe/&AMQ-rger &- Co", "Entw\xc3\xbcrfe/\xc3\x84rger & Co"},
+        {"&ZeVnLIqe-", "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e"},
+        {"&AOQA9gD8-", "\xc3\xa4\xc3\xb6\xc3\xbc"}, /* one shift for a run */
+        {"&AOQ-&-&APY-", "\xc3\xa4&\xc3\xb6"},
+        {"~peter/mail/&U,BTFw-/&ZeVnLIqe-",
+         "~peter/mail/\xe5\x8f\xb0\xe5\x8c\x97/\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e"},
+        {"&2D3eAA-", "\xf0\x9f\x98\x80"}, /* U+1F600, a surrogate pair */
+        {"&2D3eAA-x&2D3eAQ-", "\xf0\x9f\x98\x80x\xf0\x9f\x98\x81"},
+        {"&2D3eAA-&-", "\xf0\x9f\x98\x80&"},
+        {"&ZeXYPd4A-", "\xe6\x97\xa5\xf0\x9f\x98\x80"}, /* BMP and a pair in one shift */
+        {"&2DzfiQ- Party", "\xf0\x9f\x8e\x89 Party"},
+        {"&,,8-", "\xef\xbf\xbf"},        /* U+FFFF */
+        {"&2,,f,w-", "\xf4\x8f\xbf\xbf"}, /* U+10FFFF */
+        {"&AIA-", "\xc2\x80"},            /* U+0080: not US-ASCII, so shifted */
+    };
+
+    for (size_t i = 0; i < NITEMS(pairs); i++) {
+        check_convert(imap_mutf7_to_utf8, pairs[i].mutf7, strlen(pairs[i].mutf7), pairs[i].utf8);
+        check_convert(imap_utf8_to_mutf7, pairs[i].utf8, strlen(pairs[i].utf8), pairs[i].mutf7);
+    }
+}
+
+struct bytes {
+    const char *s;
+    size_t len;
+};
+
+static void test_imap_mailbox_names_invalid_input_refused(void)
+{
+    static const struct bytes mutf7[] = {
+        {L("&")},          {L("a&")},        {L("&Jjo")},
+        {L("&AOk-&AOk-")}, {L("&AEE-")},     {L("&ACA-")},
+        {L("&AAA-")},      {L("&AB8-")},     {L("&AH8-")},
+        {L("&2D0-")},      {L("&2D3YPQ-")},  {L("&3gA-")},
+        {L("&2D0-&3gA-")}, {L("&2D0AQQ-")},  {L("&AOl-")},
+        {L("&AOkA-")},     {L("&A-")},       {L("&Ze*-")},
+        {L("&Ze/n-")},     {L("&AOk=-")},    {L("&-&")},
+        {L("tab\there")},  {L("a\x7f")},     {L("a\0b")},
+        {L("\xff")},       {L("&ZeVnLIqe")}, {L("Entw\xc3\xbcrfe")},
+    };
+    static const struct bytes utf8[] = {
+        {L("\xff")},         {L("\xc0\xaf")},     {L("\xc3")},  {L("a\xc3")},
+        {L("\xed\xa0\x80")}, {L("\xed\xbf\xbf")}, {L("\x80")},  {L("\xf4\x90\x80\x80")},
+        {L("\xe0\x80\x80")}, {L("a\x01")},        {L("a\x7f")}, {L("a\0b")},
+        {L("\t")},
+    };
+    char out[IMAP_MAILBOX_UTF8_MAX + 1];
+
+    for (size_t i = 0; i < NITEMS(mutf7); i++) {
+        memset(out, '#', sizeof out);
+        CHECK_INT(imap_mutf7_to_utf8(mutf7[i].s, mutf7[i].len, out, sizeof out), -1);
+        CHECK(out[0] == '\0');
+    }
+    for (size_t i = 0; i < NITEMS(utf8); i++) {
+        memset(out, '#', sizeof out);
+        CHECK_INT(imap_utf8_to_mutf7(utf8[i].s, utf8[i].len, out, sizeof out), -1);
+        CHECK(out[0] == '\0');
+    }
+}
+
+static void test_imap_mailbox_names_longest_fit(void)
+{
+    char utf8[400], mutf7[400], back[400];
+    size_t n = 0;
+
+    /* 94 CJK characters and "ab": 284 bytes of UTF-8, 255 of modified
+     * UTF-7 (the most a stored name has); the UTF-8 form of the longest
+     * name fits IMAP_MAILBOX_UTF8_MAX. */
+    for (int k = 0; k < 94; k++, n += 3)
+        memcpy(utf8 + n, "\xe6\x97\xa5", 3);
+    memcpy(utf8 + n, "ab", 2);
+    n += 2;
+    CHECK_INT(imap_utf8_to_mutf7(utf8, n, mutf7, sizeof mutf7), 0);
+    CHECK_INT(strlen(mutf7), IMAP_MAILBOX_NAME_MAX);
+    CHECK_INT(imap_mailbox_name_valid(mutf7, strlen(mutf7), 0), 0);
+    CHECK_INT(imap_mutf7_to_utf8(mutf7, strlen(mutf7), back, IMAP_MAILBOX_UTF8_MAX + 1), 0);
+    CHECK(strlen(back) == n && memcmp(back, utf8, n) == 0);
+    CHECK(n <= IMAP_MAILBOX_UTF8_MAX);
+    /* One character more is a name too long, whatever the buffer. */
+    memcpy(utf8 + n - 2, "\xe6\x97\xa5", 3);
+    CHECK_INT(imap_utf8_to_mutf7(utf8, n + 1, mutf7, sizeof mutf7), -1);
+    /* '&' doubles: 127 of them fit, 128 do not. */
+    memset(utf8, '&', 128);
+    CHECK_INT(imap_utf8_to_mutf7(utf8, 127, mutf7, sizeof mutf7), 0);
+    CHECK_INT(strlen(mutf7), 254);
+    CHECK_INT(imap_utf8_to_mutf7(utf8, 128, mutf7, sizeof mutf7), -1);
+}
+
+/* Random names: UTF-8 -> modified UTF-7 -> UTF-8 is the identity, the
+ * modified UTF-7 is a valid name; random pieces of modified UTF-7 (valid
+ * and broken shifts, null shifts) that decode encode back to themselves:
+ * only the shortest form is accepted. */
+static void test_imap_mailbox_names_round_trip_random(void)
+{
+    /* clang-format off */
+    static const char *const pieces[] = {
+        "a", "Z", "&", "-", "/", " ", "+", ",", "\xc3\xa4", "\xc2\x80", "\xe6\x97\xa5",
+        "\xef\xbf\xbf", "\xf0\x9f\x98\x80", "\xf4\x8f\xbf\xbf", "A-", "&-",
+    };
+    /* clang-format on */
+    static const char *const bits[] = {
+        "&",       "-",   "a",    "/",   "&-",  "&AOQ-", "&ZeVnLIqe-", "&2D3eAA-",
+        "&AOQA9g", "D8-", "2D3e", "AA-", "3gA", "AOl",   "+,",         "A",
+    };
+    uint32_t seed = 12345;
+    char in[300], mid[IMAP_MAILBOX_UTF8_MAX + 1], back[400];
+    int decoded = 0;
+
+    for (int iter = 0; iter < 5000; iter++) {
+        size_t n = 0, count;
+
+        seed = seed * 1103515245u + 12345u;
+        count = 1 + (seed >> 16) % 40;
+        for (size_t k = 0; k < count; k++) {
+            seed = seed * 1103515245u + 12345u;
+            const char *p = pieces[(seed >> 16) % NITEMS(pieces)];
+            memcpy(in + n, p, strlen(p));
+            n += strlen(p);
+        }
+        if (imap_utf8_to_mutf7(in, n, mid, sizeof mid) < 0) {
+            CHECK(n > 60); /* only a long one may not fit */
+            continue;
+        }
+        CHECK_INT(imap_mailbox_name_valid(mid, strlen(mid), 0), 0);
+        CHECK_INT(imap_mutf7_to_utf8(mid, strlen(mid), back, sizeof back), 0);
+        CHECK(strlen(back) == n && memcmp(back, in, n) == 0);
+    }
+    for (int iter = 0; iter < 20000; iter++) {
+        size_t n = 0, count;
+
+        seed = seed * 1103515245u + 12345u;
+        count = 1 + (seed >> 16) % 6;
+        for (size_t k = 0; k < count; k++) {
+            seed = seed * 1103515245u + 12345u;
+            const char *p = bits[(seed >> 16) % NITEMS(bits)];
+            memcpy(in + n, p, strlen(p));
+            n += strlen(p);
+        }
+        if (imap_mutf7_to_utf8(in, n, back, sizeof back) < 0)
+            continue;
+        decoded++;
+        CHECK_INT(imap_utf8_to_mutf7(back, strlen(back), mid, sizeof mid), 0);
+        CHECK(strlen(mid) == n && memcmp(mid, in, n) == 0);
+    }
+    CHECK(decoded > 1000); /* the table gives valid names often enough */
+}
+
 static void test_imap_quote_strings_and_literals_within_cap(void)
 {
     static const struct {
         const char *s;
         size_t len;
+        int utf8;
         const char *out;
         size_t outlen;
     } cases[] = {
-        {L("abc"), L("\"abc\"")},
-        {L(""), L("\"\"")},
-        {L("a\"b\\c"), L("\"a\\\"b\\\\c\"")},
-        {L("a\r\nb"), L("{4}\r\na\r\nb")},
-        {L("caf\xc3\xa9"), L("{5}\r\ncaf\xc3\xa9")},
-        {L("a\0b"), L("{3}\r\na\0b")},
+        {L("abc"), 0, L("\"abc\"")},
+        {L(""), 0, L("\"\"")},
+        {L("a\"b\\c"), 0, L("\"a\\\"b\\\\c\"")},
+        {L("a\r\nb"), 0, L("{4}\r\na\r\nb")},
+        {L("caf\xc3\xa9"), 0, L("{5}\r\ncaf\xc3\xa9")},
+        {L("a\0b"), 0, L("{3}\r\na\0b")},
+        /* IMAP4rev2: UTF-8 may be quoted; what is not UTF-8 may not. */
+        {L("caf\xc3\xa9"), 1, L("\"caf\xc3\xa9\"")},
+        {L("\xe6\x97\xa5\"&"), 1, L("\"\xe6\x97\xa5\\\"&\"")},
+        {L("\xf0\x9f\x98\x80"), 1, L("\"\xf0\x9f\x98\x80\"")},
+        {L("caf\xe9"), 1, L("{4}\r\ncaf\xe9")},
+        {L("\xc3\xa9\r\n"), 1, L("{4}\r\n\xc3\xa9\r\n")},
+        {L("abc"), 1, L("\"abc\"")},
     };
     char out[2048];
 
     for (size_t i = 0; i < NITEMS(cases); i++) {
-        size_t n = imap_quote(out, sizeof out, cases[i].s, cases[i].len);
+        size_t n = imap_quote(out, sizeof out, cases[i].s, cases[i].len, cases[i].utf8);
 
         CHECK_INT(n, cases[i].outlen);
         CHECK(n == cases[i].outlen && memcmp(out, cases[i].out, n) == 0 && out[n] == '\0');
@@ -1721,7 +1909,7 @@ static void test_imap_quote_strings_and_literals_within_cap(void)
             char small[64];
 
             memset(small, '#', sizeof small);
-            CHECK_INT(imap_quote(small, cap, cases[i].s, cases[i].len), n);
+            CHECK_INT(imap_quote(small, cap, cases[i].s, cases[i].len, cases[i].utf8), n);
             CHECK(memcmp(small, cases[i].out, cap) == 0);
             CHECK(small[cap] == '#');
         }
@@ -1731,12 +1919,12 @@ static void test_imap_quote_strings_and_literals_within_cap(void)
         char s[IMAP_QUOTE_MAX + 1];
 
         memset(s, 'x', sizeof s);
-        CHECK_INT(imap_quote(out, sizeof out, s, IMAP_QUOTE_MAX), IMAP_QUOTE_MAX + 2);
+        CHECK_INT(imap_quote(out, sizeof out, s, IMAP_QUOTE_MAX, 0), IMAP_QUOTE_MAX + 2);
         CHECK(out[0] == '"');
-        CHECK_INT(imap_quote(out, sizeof out, s, IMAP_QUOTE_MAX + 1), IMAP_QUOTE_MAX + 1 + 8);
+        CHECK_INT(imap_quote(out, sizeof out, s, IMAP_QUOTE_MAX + 1, 1), IMAP_QUOTE_MAX + 1 + 8);
         CHECK(memcmp(out, "{1025}\r\n", 8) == 0);
     }
-    CHECK_INT(imap_quote(NULL, 0, L("abc")), 5);
+    CHECK_INT(imap_quote(NULL, 0, L("abc"), 0), 5);
 }
 
 /* ---- RFC 7162 parameters (imap_modifiers.h) ---------------------------- */
@@ -1906,6 +2094,10 @@ int main(void)
     RUN(test_imap_dates_and_date_times);
     RUN(test_imap_mailbox_names_modified_utf7_and_utf8);
     RUN(test_imap_utf8_validity);
+    RUN(test_imap_mailbox_names_utf8_and_modified_utf7_both_ways);
+    RUN(test_imap_mailbox_names_invalid_input_refused);
+    RUN(test_imap_mailbox_names_longest_fit);
+    RUN(test_imap_mailbox_names_round_trip_random);
     RUN(test_imap_quote_strings_and_literals_within_cap);
     RUN(test_imap_modifiers_select_fetch_store_tables);
     return check_done();
