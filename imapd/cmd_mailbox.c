@@ -443,6 +443,14 @@ void cmd_rename(struct imap_session *s, int uid, const struct imap_arg *args, si
         bad_name(s);
         return;
     }
+    /* "RENAME a a/b" would leave a/b without its parent; INBOX stays
+     * where it is (its messages move), so INBOX/old is fine. */
+    if (strcmp(o.name, "INBOX") != 0 && strncmp(o.to, o.name, strlen(o.name)) == 0 &&
+        o.to[strlen(o.name)] == '/') {
+        imap_tagged(s, "NO", "[CANNOT] A mailbox cannot be moved below itself");
+        imap_command_done(s);
+        return;
+    }
     rc = db_write(s->srv->svc->db, tx_rename, &o, err, sizeof err);
     if (rc == DB_NOTFOUND)
         imap_no_mailbox(s, "NONEXISTENT", o.name);

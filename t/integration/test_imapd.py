@@ -1163,6 +1163,18 @@ class Mailboxes(ImapCase):
         self.assertStatus(c.cmd("RENAME one two"), "NO")
         self.assertStatus(c.cmd("RENAME missing three"), "NO")
 
+    def test_rename_below_itself_refused_inbox_allowed(self):
+        name, _ = self.user()
+        c = self.connect(login=name)
+        c.ok("CREATE a")
+        self.assertStatus(c.cmd("RENAME a a/b"), "NO", "CANNOT")
+        self.assertStatus(c.cmd("RENAME a a/b/c"), "NO", "CANNOT")
+        names = [l for l in c.ok('LIST "" "a*"').lines()]
+        self.assertEqual(len(names), 1, names)
+        c.ok("RENAME a ab")                 # a prefix that is not a parent
+        c.ok("RENAME INBOX INBOX/old")
+        self.assertEqual(len(c.ok('LIST "" "INBOX*"').lines()), 2)
+
     def test_rename_inbox_moves_messages_inbox_stays_empty(self):
         name, addr = self.user()
         contents = [message(f"ri {i}") for i in range(3)]
