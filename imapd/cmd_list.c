@@ -163,6 +163,7 @@ static const char *special_use(uint32_t sp)
 
 struct list_opts {
     int subscribed_only, special_only, lsub;
+    int recursive;                      /* RECURSIVEMATCH (RFC 5258 3.5) */
     int ret_subscribed, ret_children, ret_special;
     const struct imap_arg *status;      /* RETURN (STATUS (...)) */
 };
@@ -171,8 +172,21 @@ static void status_line(struct imap_session *s, const struct db_mailbox *mb,
                         const struct imap_arg *items);
 static int status_items_valid(const struct imap_arg *items);
 
+/* Does e meet the selection options (SUBSCRIBED, SPECIAL-USE)? */
+static int selected(const struct entry *e, const struct list_opts *o)
+{
+    if ((o->lsub || o->subscribed_only) && !e->subscribed)
+        return 0;
+    if (!o->lsub && !o->subscribed_only && !e->exists)
+        return 0;
+    return !o->special_only || (e->exists && (e->mb.special & ~(uint32_t)DB_SPECIAL_NOSELECT));
+}
+
+
+/* childinfo: e is listed only for a selected descendant (RECURSIVEMATCH):
+ * ("CHILDINFO" ("SUBSCRIBED")) follows, RFC 5258 3.5. */
 static void list_entry(struct imap_session *s, const struct listing *l, const struct entry *e,
-                       const struct list_opts *o)
+                       const struct list_opts *o, int childinfo)
 {
     char attrs[160];
     size_t off = 0;
@@ -194,6 +208,9 @@ static void list_entry(struct imap_session *s, const struct listing *l, const st
         snprintf(attrs + off, sizeof attrs - off, "%s", special_use(e->mb.special));
     conn_printf(s->conn, "* %s (%s) \"/\" ", o->lsub ? "LSUB" : "LIST", attrs[0] ? attrs + 1 : "");
     imap_string(s, e->shown, strlen(e->shown));
+    if (childinfo)
+        conn_printf(s->conn, " (\"CHILDINFO\" (\"%s\"))",
+                    o->subscribed_only ? "SUBSCRIBED" : "SPECIAL-USE");
     imap_write(s, "\r\n", 2);
     if (o->status && e->exists)
         status_line(s, &e->mb, o->status);
@@ -209,8 +226,9 @@ static int parse_opts(const struct imap_arg *a, size_t n, struct list_opts *o, i
             o->subscribed_only = 1;
         else if (selection && strcasecmp(w, "SPECIAL-USE") == 0)
             o->special_only = 1;
-        else if (selection && (strcasecmp(w, "RECURSIVEMATCH") == 0 ||
-                               strcasecmp(w, "REMOTE") == 0))
+        else if (selection && strcasecmp(w, "RECURSIVEMATCH") == 0)
+            o->recursive = 1;
+        else if (selection && strcasecmp(w, "REMOTE") == 0)
             ;                           /* no remote mailboxes here (RFC 5258 3.1) */
         else if (!selection && strcasecmp(w, "SUBSCRIBED") == 0)
             o->ret_subscribed = 1;
@@ -240,6 +258,23 @@ static int list_hit(const struct imap_session *s, const char *ref, const struct 
     return 0;
 }
 
+/* RECURSIVEMATCH: a descendant of e that meets the selection options but
+ * is not listed itself, as the patterns do not match it (RFC 5258 3.5:
+ * with "%" the parent of a subscribed child is listed with CHILDINFO, with
+ * "*" the child is listed instead). */
+static int hidden_selected_child(const struct imap_session *s, const struct listing *l,
+                                 const struct entry *e, const struct list_opts *o,
+                                 const char *ref, const struct imap_arg *pats, size_t npats)
+{
+    size_t n = strlen(e->mb.name);
+
+    for (size_t i = 0; i < l->n; i++)
+        if (strncmp(l->e[i].mb.name, e->mb.name, n) == 0 && l->e[i].mb.name[n] == '/' &&
+            selected(&l->e[i], o) && !list_hit(s, ref, pats, npats, l->e[i].shown))
+            return 1;
+    return 0;
+}
+
 static void do_list(struct imap_session *s, const struct imap_arg *args, size_t nargs, int lsub)
 {
     struct listing l = {.user = s->user};
@@ -249,8 +284,9 @@ static void do_list(struct imap_session *s, const struct imap_arg *args, size_t 
     size_t npats, i = 0;
 
     if (!lsub && nargs > 0 && args[0].type == IMAP_ARG_LIST) {
-        if (parse_opts(args[0].list, args[0].nlist, &o, 1) < 0)
-            goto bad;
+        if (parse_opts(args[0].list, args[0].nlist, &o, 1) < 0 ||
+            (o.recursive && !o.subscribed_only && !o.special_only))
+            goto bad;                   /* RECURSIVEMATCH alone: BAD (RFC 5258 3) */
         i++;
     }
     if (nargs < i + 2 || imap_astring(&args[i], ref, list_room(s)) < 0)
@@ -282,14 +318,15 @@ static void do_list(struct imap_session *s, const struct imap_arg *args, size_t 
     sort_listing(s, &l);
     for (size_t k = 0; k < l.n; k++) {
         const struct entry *e = &l.e[k];
-        if ((lsub || o.subscribed_only) && !e->subscribed)
+        int sel = selected(e, &o);
+        if (!sel && !o.recursive)
             continue;
-        if (!lsub && !o.subscribed_only && !e->exists)
+        if (!list_hit(s, ref, pats, npats, e->shown))
             continue;
-        if (o.special_only && !(e->exists && (e->mb.special & ~(uint32_t)DB_SPECIAL_NOSELECT)))
-            continue;
-        if (list_hit(s, ref, pats, npats, e->shown))
-            list_entry(s, &l, e, &o);
+        if (sel)
+            list_entry(s, &l, e, &o, 0);
+        else if (hidden_selected_child(s, &l, e, &o, ref, pats, npats))
+            list_entry(s, &l, e, &o, 1);
     }
     free(l.e);
     imap_tagged(s, "OK", "%s completed", lsub ? "Lsub" : "List");

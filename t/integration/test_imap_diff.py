@@ -28,7 +28,7 @@ N24 drop is recorded and printed at the end of the run ("imap-diff notes").
 | N7 | order of flags in FLAGS, PERMANENTFLAGS, FETCH FLAGS, LIST attributes | sorted | they are sets |
 | N8 | order of items in one FETCH response; one message's items split over several FETCH responses of one command; order of FETCH responses | merged per message, items sorted by name, responses by sequence number | RFC 3501 7.4.2: any order, may be split |
 | N9 | case of FETCH item names (BODY[HEADER.FIELDS (From Subject)] echoed as given or upper-cased) | upper-cased | header field names are case-insensitive |
-| N10 | a string sent quoted or as a literal; a mailbox name (LIST, LSUB, STATUS) as atom or string | rendered alike | same value in the grammar (astring) |
+| N10 | a string sent quoted or as a literal; a mailbox name (LIST, LSUB, STATUS) or a LIST extended item's tag (CHILDINFO) as atom or string | rendered alike | same value in the grammar (astring) |
 | N11 | INTERNALDATE time zone | compared as the UTC instant; dates of the server's own making (APPEND without a date: Cmd(server_dates=True)) become <server-date> | Dovecot's maildir keeps a timestamp and prints it in TZ (UTC here); the instant must match |
 | N12 | a run of `* n EXPUNGE` | compared as the set of original sequence numbers removed | any order that removes the same messages is valid |
 | N13 | SEARCH numbers; ESEARCH ALL / COPYUID / APPENDUID / MODIFIED / VANISHED set syntax (1:3 vs 1,2,3) | sorted / canonical ranges (COPYUID as sorted source->dest pairs) | same sets |
@@ -1019,6 +1019,13 @@ def mailbox_name(x):
     return x
 
 
+def ext_item(x):
+    """N10: a LIST extended data item's tag ("CHILDINFO") as atom or string."""
+    if isinstance(x, list) and x:
+        return [as_str(x[0])] + x[1:]
+    return x
+
+
 def normalise_step(responses, server, step):
     """One command's responses as canonical lines (state first, N6)."""
     info = Step(step)
@@ -1129,7 +1136,7 @@ def normalise_step(responses, server, step):
                          if not (str(a).lower() in CHILD_INFO and not info.list_children)
                          and not (str(a).lower() in SPECIAL_USE and not info.list_special)]
             line = (f"* {word} {render(sort_flags(attrs), blocks)} {render(rest[1], blocks)} "
-                    + " ".join(render(mailbox_name(x) if i == 0 else x, blocks)
+                    + " ".join(render(mailbox_name(x) if i == 0 else ext_item(x), blocks)
                                for i, x in enumerate(rest[2:])))
         elif word == "STATUS" and len(rest) == 2 and isinstance(rest[1], list):
             pairs = []
@@ -1400,6 +1407,15 @@ class ImapDiff(unittest.TestCase):
 
     def test_list_subscribed(self):
         self.diff(Cmd('LIST (SUBSCRIBED) "" "*"'), Cmd('LIST "" "*" RETURN (SUBSCRIBED)'),
+                  Cmd("LOGOUT"))
+
+    def test_list_recursivematch(self):
+        self.diff(Cmd("CREATE Fruit"), Cmd("CREATE Fruit/Apple"), Cmd("CREATE Fruit/Pear"),
+                  Cmd("CREATE Veg"), Cmd("SUBSCRIBE Fruit/Apple"), Cmd("UNSUBSCRIBE Fruit"),
+                  Cmd('LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"'),
+                  Cmd('LIST (SUBSCRIBED RECURSIVEMATCH) "" "*"'),
+                  Cmd('LIST (SUBSCRIBED RECURSIVEMATCH) "" "Fruit"'),
+                  Cmd('LIST (SUBSCRIBED) "" "%"'), Cmd('LIST (RECURSIVEMATCH) "" "%"'),
                   Cmd("LOGOUT"))
 
     def test_list_status(self):
