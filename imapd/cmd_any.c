@@ -22,13 +22,9 @@
 
 void cmd_capability(struct imap_session *s, int uid, const struct imap_arg *args, size_t nargs)
 {
-    (void)uid, (void)args;
-    if (nargs != 0) {
-        imap_tagged(s, "BAD", "CAPABILITY takes no arguments");
-    } else {
-        imap_untagged(s, "CAPABILITY %s", imap_capabilities(s));
-        imap_tagged(s, "OK", "Capability completed");
-    }
+    (void)uid, (void)args, (void)nargs;
+    imap_untagged(s, "CAPABILITY %s", imap_capabilities(s));
+    imap_tagged(s, "OK", "Capability completed");
     imap_command_done(s);
 }
 
@@ -59,11 +55,10 @@ void cmd_logout(struct imap_session *s, int uid, const struct imap_arg *args, si
 
 void cmd_starttls(struct imap_session *s, int uid, const struct imap_arg *args, size_t nargs)
 {
-    (void)uid, (void)args;
-    if (nargs != 0 || conn_is_tls(s->conn) || s->srv->svc->tls == NULL) {
-        imap_tagged(s, "BAD", nargs ? "STARTTLS takes no arguments"
-                              : conn_is_tls(s->conn) ? "TLS is active already"
-                                                     : "TLS is not available");
+    (void)uid, (void)args, (void)nargs;
+    if (conn_is_tls(s->conn) || s->srv->svc->tls == NULL) {
+        imap_tagged(s, "BAD", conn_is_tls(s->conn) ? "TLS is active already"
+                                                   : "TLS is not available");
         imap_command_done(s);
         return;
     }
@@ -281,12 +276,7 @@ void cmd_id(struct imap_session *s, int uid, const struct imap_arg *args, size_t
 
 void cmd_idle(struct imap_session *s, int uid, const struct imap_arg *args, size_t nargs)
 {
-    (void)uid, (void)args;
-    if (nargs != 0) {
-        imap_tagged(s, "BAD", "IDLE takes no arguments");
-        imap_command_done(s);
-        return;
-    }
+    (void)uid, (void)args, (void)nargs;
     if (s->state == IS_SELECTED && view_sync(s, 1) < 0)
         return;
     snprintf(s->idle_tag, sizeof s->idle_tag, "%s", s->tag);

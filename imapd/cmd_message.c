@@ -542,6 +542,11 @@ void cmd_expunge(struct imap_session *s, int uid, const struct imap_arg *args, s
         imap_command_done(s);
         return;
     }
+    if (!uid && nargs != 0) {
+        imap_tagged(s, "BAD", "EXPUNGE takes no arguments");
+        imap_command_done(s);
+        return;
+    }
     if (uid) {
         if (nargs != 1) {
             imap_tagged(s, "BAD", "Syntax: UID EXPUNGE set");

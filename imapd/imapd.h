@@ -172,6 +172,7 @@ struct imap_command {
     imap_cmd_fn *fn;
     unsigned states;            /* 1 << IS_* where it is allowed */
     int uid_ok;                 /* may follow UID */
+    int no_args;                /* takes none: anything more is BAD */
 };
 const struct imap_command *imap_command_find(const char *name);
 const char *imap_capabilities(const struct imap_session *s);

@@ -33,42 +33,42 @@ static const struct imap_command commands[] = {
 #define ANY (1u << IS_NOTAUTH | 1u << IS_AUTH | 1u << IS_SELECTED)
 #define AUTHED (1u << IS_AUTH | 1u << IS_SELECTED)
 #define SELECTED (1u << IS_SELECTED)
-    {"CAPABILITY", cmd_capability, ANY, 0},
-    {"NOOP", cmd_noop, ANY, 0},
-    {"LOGOUT", cmd_logout, ANY, 0},
-    {"STARTTLS", cmd_starttls, 1u << IS_NOTAUTH, 0},
-    {"LOGIN", cmd_login, 1u << IS_NOTAUTH, 0},
-    {"AUTHENTICATE", cmd_authenticate, 1u << IS_NOTAUTH, 0},
-    {"ID", cmd_id, ANY, 0},
-    {"ENABLE", cmd_enable, AUTHED, 0},
-    {"SELECT", cmd_select, AUTHED, 0},
-    {"EXAMINE", cmd_examine, AUTHED, 0},
-    {"CREATE", cmd_create, AUTHED, 0},
-    {"DELETE", cmd_delete, AUTHED, 0},
-    {"RENAME", cmd_rename, AUTHED, 0},
-    {"SUBSCRIBE", cmd_subscribe, AUTHED, 0},
-    {"UNSUBSCRIBE", cmd_unsubscribe, AUTHED, 0},
-    {"LIST", cmd_list, AUTHED, 0},
-    {"LSUB", cmd_lsub, AUTHED, 0},
-    {"NAMESPACE", cmd_namespace, AUTHED, 0},
-    {"STATUS", cmd_status, AUTHED, 0},
-    {"APPEND", cmd_append, AUTHED, 0},
-    {"IDLE", cmd_idle, AUTHED, 0},
-    {"COMPRESS", cmd_compress, AUTHED, 0},
-    {"CHECK", cmd_check, SELECTED, 0},
-    {"CLOSE", cmd_close, SELECTED, 0},
-    {"UNSELECT", cmd_unselect, SELECTED, 0},
-    {"EXPUNGE", cmd_expunge, SELECTED, 1},
-    {"SEARCH", cmd_search, SELECTED, 1},
-    {"SORT", cmd_sort, SELECTED, 1},
-    {"THREAD", cmd_thread, SELECTED, 1},
-    {"FETCH", cmd_fetch, SELECTED, 1},
-    {"STORE", cmd_store, SELECTED, 1},
-    {"COPY", cmd_copy, SELECTED, 1},
-    {"MOVE", cmd_move, SELECTED, 1},
-    {"GETQUOTAROOT", cmd_getquotaroot, AUTHED, 0},
-    {"GETQUOTA", cmd_getquota, AUTHED, 0},
-    {"SETQUOTA", cmd_setquota, AUTHED, 0},
+    {"CAPABILITY", cmd_capability, ANY, 0, 1},
+    {"NOOP", cmd_noop, ANY, 0, 1},
+    {"LOGOUT", cmd_logout, ANY, 0, 1},
+    {"STARTTLS", cmd_starttls, 1u << IS_NOTAUTH, 0, 1},
+    {"LOGIN", cmd_login, 1u << IS_NOTAUTH, 0, 0},
+    {"AUTHENTICATE", cmd_authenticate, 1u << IS_NOTAUTH, 0, 0},
+    {"ID", cmd_id, ANY, 0, 0},
+    {"ENABLE", cmd_enable, AUTHED, 0, 0},
+    {"SELECT", cmd_select, AUTHED, 0, 0},
+    {"EXAMINE", cmd_examine, AUTHED, 0, 0},
+    {"CREATE", cmd_create, AUTHED, 0, 0},
+    {"DELETE", cmd_delete, AUTHED, 0, 0},
+    {"RENAME", cmd_rename, AUTHED, 0, 0},
+    {"SUBSCRIBE", cmd_subscribe, AUTHED, 0, 0},
+    {"UNSUBSCRIBE", cmd_unsubscribe, AUTHED, 0, 0},
+    {"LIST", cmd_list, AUTHED, 0, 0},
+    {"LSUB", cmd_lsub, AUTHED, 0, 0},
+    {"NAMESPACE", cmd_namespace, AUTHED, 0, 1},
+    {"STATUS", cmd_status, AUTHED, 0, 0},
+    {"APPEND", cmd_append, AUTHED, 0, 0},
+    {"IDLE", cmd_idle, AUTHED, 0, 1},
+    {"COMPRESS", cmd_compress, AUTHED, 0, 0},
+    {"CHECK", cmd_check, SELECTED, 0, 1},
+    {"CLOSE", cmd_close, SELECTED, 0, 1},
+    {"UNSELECT", cmd_unselect, SELECTED, 0, 1},
+    {"EXPUNGE", cmd_expunge, SELECTED, 1, 0},
+    {"SEARCH", cmd_search, SELECTED, 1, 0},
+    {"SORT", cmd_sort, SELECTED, 1, 0},
+    {"THREAD", cmd_thread, SELECTED, 1, 0},
+    {"FETCH", cmd_fetch, SELECTED, 1, 0},
+    {"STORE", cmd_store, SELECTED, 1, 0},
+    {"COPY", cmd_copy, SELECTED, 1, 0},
+    {"MOVE", cmd_move, SELECTED, 1, 0},
+    {"GETQUOTAROOT", cmd_getquotaroot, AUTHED, 0, 0},
+    {"GETQUOTA", cmd_getquota, AUTHED, 0, 0},
+    {"SETQUOTA", cmd_setquota, AUTHED, 0, 0},
 #undef ANY
 #undef AUTHED
 #undef SELECTED
@@ -252,6 +252,11 @@ static void run_command(struct imap_session *s)
                                   ? (cmd->states == (1u << IS_SELECTED) ? "No mailbox selected"
                                                                        : "Already logged in")
                                   : "Not now");
+        imap_command_done(s);
+        return;
+    }
+    if (cmd->no_args && nargs != 0) {
+        imap_tagged(s, "BAD", "%s takes no arguments", cmd->name);
         imap_command_done(s);
         return;
     }

@@ -90,6 +90,10 @@ a reference, or storage-layout choices):
 - SEARCH RETURN (SAVE) that fails (BAD, NO): mailcore empties "$" as RFC
   5182 2.1 says; Dovecot keeps the result of the SEARCH before.  The
   SEARCHRES scripts save only with searches that succeed.
+- Arguments to a command that takes none (NOOP x, NAMESPACE x, CHECK x,
+  UNSELECT x, EXPUNGE 1, LOGOUT x): Dovecot ignores them (EXPUNGE 1 expunges
+  every \Deleted message), mailcore answers BAD as the grammar says, as both
+  do for CLOSE x.  test_imapd covers it.
 - SENTBEFORE/SENTSINCE on a message without Date: Dovecot takes 1970,
   mailcore the internal date; RFC 3501 says neither.  The scripts search 1:7.
 

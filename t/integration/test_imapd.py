@@ -1163,6 +1163,17 @@ class Mailboxes(ImapCase):
         self.assertStatus(c.cmd("RENAME one two"), "NO")
         self.assertStatus(c.cmd("RENAME missing three"), "NO")
 
+    def test_arguments_to_commands_that_take_none_are_bad(self):
+        name, _ = self.user()
+        c = self.connect(login=name, select="INBOX")
+        for cmd in ("NOOP extra", "CAPABILITY x", "NAMESPACE x", "CHECK x", "EXPUNGE 1",
+                    "IDLE x", "UNSELECT x", "CLOSE x", "LOGOUT x"):
+            r = c.cmd(cmd)
+            self.assertStatus(r, "BAD")
+            self.assertIn("takes no arguments", r.text)
+        self.assertStatus(c.cmd("NOOP"), "OK")
+        self.assertStatus(c.cmd("UNSELECT"), "OK")
+
     def test_rename_below_itself_refused_inbox_allowed(self):
         name, _ = self.user()
         c = self.connect(login=name)
