@@ -423,11 +423,10 @@ static void status_line(struct imap_session *s, const struct db_mailbox *mb,
     }
     if (need_scan)
         db_read(s->srv->svc->db, tx_status, &r, err, sizeof err);
+    const unsigned long long values[ST_COUNT] = {
+        mb->messages, r.rc.n, mb->uidnext, mb->uidvalidity, mb->unseen, mb->size,
+        r.rc.deleted, mb->highestmodseq, conf_uint(s->srv->svc->conf, "message_size_limit")};
     for (size_t i = 0; i < items->nlist; i++) {
-        const unsigned long long values[ST_COUNT] = {
-            mb->messages, r.rc.n, mb->uidnext, mb->uidvalidity, mb->unseen, mb->size,
-            r.rc.deleted, mb->highestmodseq,
-            conf_uint(s->srv->svc->conf, "message_size_limit")};
         enum status_item k = status_item(&items->list[i]);
         if (k == ST_COUNT || (k == ST_RECENT && s->rev2) || off >= sizeof out)
             continue;

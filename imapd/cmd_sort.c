@@ -340,6 +340,13 @@ static void fail(struct imap_session *s, const char *status, const char *text)
     imap_command_done(s);
 }
 
+/* A SORT with SAVE that fails leaves "$" empty (RFC 5182 2.1). */
+static void forget_saved(struct imap_session *s, unsigned ret)
+{
+    if (ret & SEARCH_RET_SAVE)
+        searchres_clear(s->view);
+}
+
 /* The selection of args (search keys); NULL after answering.  modseq (if
  * not NULL): RFC 7162 3.1.5's MODSEQ for a search with a MODSEQ key. */
 static size_t *select_messages(struct imap_session *s, const struct imap_arg *args, size_t nargs,
@@ -381,17 +388,14 @@ void cmd_sort(struct imap_session *s, int uid, const struct imap_arg *args, size
         esort = 1;
         i = 2;
     }
-    /* A SORT with SAVE that fails leaves "$" empty (RFC 5182 2.1); its
-     * own keys still see the old "$". */
+    /* Its own keys still see the old "$"; forget_saved() on failure. */
     if (nargs < i + 3 || sort_criteria(&args[i], &spec) < 0) {
-        if (ret & SEARCH_RET_SAVE)
-            searchres_clear(s->view);
+        forget_saved(s, ret);
         fail(s, "BAD", "Invalid sort criteria");
         return;
     }
     if (charset_ok(s, &args[i + 1]) < 0) {
-        if (ret & SEARCH_RET_SAVE)
-            searchres_clear(s->view);
+        forget_saved(s, ret);
         return;
     }
     g.s = s;
@@ -399,8 +403,7 @@ void cmd_sort(struct imap_session *s, int uid, const struct imap_arg *args, size
     for (size_t k = 0; k < spec.n; k++)
         g.need_env |= spec.c[k].key != SORT_ARRIVAL && spec.c[k].key != SORT_SIZE;
     if ((g.idx = select_messages(s, args + i + 2, nargs - i - 2, &g.n, &modseq)) == NULL) {
-        if (ret & SEARCH_RET_SAVE)
-            searchres_clear(s->view);
+        forget_saved(s, ret);
         return;
     }
     run.recs = calloc(g.n ? g.n : 1, sizeof *run.recs);
@@ -422,8 +425,7 @@ void cmd_sort(struct imap_session *s, int uid, const struct imap_arg *args, size
     free(out);
     free((void *)g.idx);
     if (rc < 0) {
-        if (ret & SEARCH_RET_SAVE)
-            searchres_clear(s->view);
+        forget_saved(s, ret);
         fail(s, "NO", "[SERVERBUG] Out of memory");
         return;
     }

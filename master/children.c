@@ -153,7 +153,9 @@ static void stop_child(struct child *c)
 }
 
 /* shutdown_timeout after a reload: the old daemons still serving sessions
- * are asked to stop. */
+ * are asked to stop.  The timer was armed after draining_ms was taken, on
+ * the same clock, so those of this reload qualify exactly; those of a later
+ * reload wait for their own timer. */
 static void on_drain_timer(struct ev_loop *ev, void *arg)
 {
     struct master *m = arg;
@@ -162,7 +164,7 @@ static void on_drain_timer(struct ev_loop *ev, void *arg)
     (void)ev;
     for (size_t i = 0; i < m->nchildren; i++)
         if (m->children[i].state == CHILD_DRAINING &&
-            now - m->children[i].draining_ms + 50 >= timeout)
+            now - m->children[i].draining_ms >= timeout)
             stop_child(&m->children[i]);
 }
 
