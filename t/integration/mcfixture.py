@@ -272,6 +272,16 @@ class Instance:
         text = self.read_log()
         return [line for line in text.splitlines() if any(m in line for m in SANITIZER_MARKS)]
 
+    def sanitizer_mark(self):
+        """Where a test starts (its setUp), for check_sanitizer_since()."""
+        return len(self.sanitizer_reports())
+
+    def check_sanitizer_since(self, mark):
+        """A test's tearDown: fail on any sanitizer report logged since mark."""
+        reports = self.sanitizer_reports()[mark:]
+        if reports:
+            raise AssertionError("sanitizer reports:\n" + "\n".join(reports))
+
     def close(self):
         if self.notify:
             self.notify.close()

@@ -1420,7 +1420,7 @@ class ImapDiff(unittest.TestCase):
                   Cmd('LIST (SUBSCRIBED RECURSIVEMATCH) "" "*"'),
                   Cmd('LIST (SUBSCRIBED RECURSIVEMATCH) "" "Fruit"'),
                   Cmd('LIST (SUBSCRIBED) "" "%"'), Cmd('LIST (RECURSIVEMATCH) "" "%"'),
-                  Cmd("LOGOUT"))
+                  Cmd('LIST (REMOTE) "" "%"'), Cmd("LOGOUT"))
 
     def test_list_status(self):
         self.diff(Cmd('LIST "" "*" RETURN (STATUS (MESSAGES UNSEEN UIDNEXT))'), Cmd("LOGOUT"))

@@ -485,13 +485,11 @@ class ImapCase(unittest.TestCase):
         cls.smtp_port = int(cls.mc.settings["smtpd_port"])
 
     def setUp(self):
-        self.reports_before = len(self.mc.sanitizer_reports())
+        self.reports_before = self.mc.sanitizer_mark()
         self.pids_before = (self.mc.pids_of("imapd"), self.mc.pids_of("smtpd"))
 
     def tearDown(self):
-        reports = self.mc.sanitizer_reports()[self.reports_before:]
-        if reports:
-            self.fail("sanitizer reports:\n" + "\n".join(reports))
+        self.mc.check_sanitizer_since(self.reports_before)
         after = (self.mc.pids_of("imapd"), self.mc.pids_of("smtpd"))
         if after != self.pids_before:
             log = [l for l in self.mc.read_log().splitlines() if "imapd" in l or "smtpd" in l]

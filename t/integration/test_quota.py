@@ -54,12 +54,10 @@ class QuotaCase(unittest.TestCase):
             raise AssertionError(f"master exit status {status}")
 
     def setUp(self):
-        self.reports_before = len(self.mc.sanitizer_reports())
+        self.reports_before = self.mc.sanitizer_mark()
 
     def tearDown(self):
-        reports = self.mc.sanitizer_reports()[self.reports_before:]
-        if reports:
-            self.fail("sanitizer reports:\n" + "\n".join(reports))
+        self.mc.check_sanitizer_since(self.reports_before)
 
     # --- helpers ----------------------------------------------------------
 

@@ -19,6 +19,7 @@ import signal
 import smtplib
 import socket
 import tempfile
+import threading
 import time
 import unittest
 
@@ -196,9 +197,18 @@ class TestDelivery(RelayqCase):
         self.assertEqual(self.relay.messages, [])
         del self.relay.rcpt_replies["bob@remote.example"]
         # Right after a reload the new relayq may not have bound its socket
-        # yet: flush waits for it rather than fail.
-        self.mc.mailctl("reload", check=True)
-        self.mc.mailctl("queue", "flush", check=True)
+        # yet: flush waits for it (up to 3 s) rather than fail.  The socket
+        # is taken away for a second to make that moment happen.
+        sock = os.path.join(self.mc.settings["run_directory"], "private", "relayq.sock")
+        os.rename(sock, sock + ".away")
+        flush = threading.Thread(target=lambda: self.flushed.append(
+            self.mc.mailctl("queue", "flush")))
+        self.flushed = []
+        flush.start()
+        time.sleep(1)
+        os.rename(sock + ".away", sock)
+        flush.join(10)
+        self.assertEqual(self.flushed[0].returncode, 0, self.flushed[0].stderr)
         self.wait_messages(1, timeout=15)
         self.wait_queue_empty()
         time.sleep(1.5)

@@ -39,12 +39,10 @@ class ReloadKeepsSessions(unittest.TestCase):
         cls.mc.__exit__(None, None, None)
 
     def setUp(self):
-        self.reports_before = len(self.mc.sanitizer_reports())
+        self.reports_before = self.mc.sanitizer_mark()
 
     def tearDown(self):
-        reports = self.mc.sanitizer_reports()[self.reports_before:]
-        if reports:
-            self.fail("sanitizer reports:\n" + "\n".join(reports))
+        self.mc.check_sanitizer_since(self.reports_before)
 
     def imap(self):
         c = imaplib.IMAP4("127.0.0.1", self.imap_port, timeout=10)

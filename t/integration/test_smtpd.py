@@ -152,13 +152,11 @@ class SmtpdCase(unittest.TestCase):
         cls.port = int(cls.mc.settings["smtpd_port"])
 
     def setUp(self):
-        self.reports_before = len(self.mc.sanitizer_reports())
+        self.reports_before = self.mc.sanitizer_mark()
         self.smtpd_before = self.mc.pids_of("smtpd")
 
     def tearDown(self):
-        reports = self.mc.sanitizer_reports()[self.reports_before:]
-        if reports:
-            self.fail("sanitizer reports:\n" + "\n".join(reports))
+        self.mc.check_sanitizer_since(self.reports_before)
         tmp = os.path.join(self.mc.settings["data_directory"], "tmp")
         if not wait_for(lambda: not os.listdir(tmp), 5):
             self.fail(f"temp files left behind in {tmp}: {os.listdir(tmp)}")

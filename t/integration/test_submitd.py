@@ -230,13 +230,11 @@ class SubmitdCase(unittest.TestCase):
         cls.ctx = tls_context(cls.mc.cert)
 
     def setUp(self):
-        self.reports_before = len(self.mc.sanitizer_reports())
+        self.reports_before = self.mc.sanitizer_mark()
         self.submitd_before = self.mc.pids_of("submitd")
 
     def tearDown(self):
-        reports = self.mc.sanitizer_reports()[self.reports_before:]
-        if reports:
-            self.fail("sanitizer reports:\n" + "\n".join(reports))
+        self.mc.check_sanitizer_since(self.reports_before)
         tmp = os.path.join(self.mc.settings["data_directory"], "tmp")
         if not wait_for(lambda: not os.listdir(tmp), 5):
             self.fail(f"temp files left behind in {tmp}: {os.listdir(tmp)}")
